@@ -1,0 +1,1 @@
+"""Linked Artifacts: code-to-cloud traceability with full history."""

@@ -1,0 +1,70 @@
+"""Topic names and their definitions. The project creates its topics itself, with explicit settings."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from linked_artifacts.settings import Settings
+
+
+class TopicSpec(NamedTuple):
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def events_topic(settings: Settings) -> str:
+    return settings.topic("artifact-events")
+
+
+def dead_letter_topic(settings: Settings) -> str:
+    return settings.topic("dead-letter")
+
+
+def enriched_topic(settings: Settings) -> str:
+    return settings.topic("linked-artifacts")
+
+
+def attestations_topic(settings: Settings) -> str:
+    return settings.topic("attestations")
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    partitions = settings.topic_partitions
+    # 8 MiB messages: a 5 MiB request body plus headers and Avro framing must fit in one record.
+    big = {"max.message.bytes": str(8 * 1024 * 1024)}
+    return [
+        # Canonical events are the source of truth for replays and rebuilds: keep them.
+        TopicSpec(events_topic(settings), partitions, {"retention.ms": "-1", **big}),
+        TopicSpec(dead_letter_topic(settings), 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **big}),
+        # Latest linked state per digest: compaction keeps one record per key.
+        TopicSpec(enriched_topic(settings), partitions, {"cleanup.policy": "compact", **big}),
+        # Original attestation bytes, keyed by their sha256: compaction drops redeliveries.
+        TopicSpec(attestations_topic(settings), partitions, {"cleanup.policy": "compact", **big}),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create any missing topic. Returns the names created now."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="linked-artifacts-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        name=spec.name,
+                        num_partitions=spec.partitions,
+                        replication_factor=settings.topic_replication_factor,
+                        topic_configs=spec.config,
+                    )
+                    for spec in missing
+                ]
+            )
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()
