@@ -1,0 +1,112 @@
+"""The `linked-artifacts` command. Every subcommand has --help; errors are one line that names the fix."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr, ValidationError
+
+from linked_artifacts.errors import LinkedArtifactsError
+from linked_artifacts.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(message: str) -> None:
+    click.echo(message, err=False)
+
+
+def friendly_errors(func: F) -> F:
+    """Expected failures print one line (and context) instead of a stack trace."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LinkedArtifactsError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            click.echo(f"error: setting {where}: {first['msg']} (see `linked-artifacts settings --help`)", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def main() -> None:
+    """Linked Artifacts: every build artifact, by digest, linked to where it is stored, how it was built,
+    where it runs and which alerts apply, with the full history.
+
+    Settings come from LINKED_ARTIFACTS_* environment variables and an optional linked-artifacts.toml;
+    `linked-artifacts settings` shows them all.
+    """
+
+
+@main.command()
+@friendly_errors
+def up() -> None:
+    """Run the whole system here, in the foreground: Kafka (KRaft), Apicurio Registry, ClickHouse (chDB),
+    the worker and the connectors. Downloads the JVM parts once into the cache directory. Ctrl-C stops it.
+
+    External Kafka, registry or ClickHouse are used instead when LINKED_ARTIFACTS_KAFKA_BOOTSTRAP_SERVERS,
+    LINKED_ARTIFACTS_REGISTRY_URL or LINKED_ARTIFACTS_CLICKHOUSE_URL are set.
+    """
+    from linked_artifacts import log
+    from linked_artifacts.up import run_up
+
+    settings = _settings()
+    log.configure(settings, process="up")
+    sys.exit(run_up(settings, say))
+
+
+@main.command("settings")
+@click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
+@friendly_errors
+def show_settings(show_secrets: bool) -> None:
+    """Print every setting, its effective value and what it does."""
+    settings = _settings()
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value() if show_secrets else "********"
+        env = "LINKED_ARTIFACTS_" + name.upper()
+        click.echo(f"{env} = {value}\n    {field.description}")
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Fail if schemas/ differs from the models instead of rewriting it.")
+@friendly_errors
+def schemas(check: bool) -> None:
+    """Regenerate the Avro schemas in schemas/ from the pydantic event models."""
+    from linked_artifacts import avro_schema
+
+    if check:
+        stale = [
+            name
+            for name, model in avro_schema.SCHEMA_MODELS.items()
+            if avro_schema.render(avro_schema.generate(model)) != avro_schema.schema_path(name).read_text()
+        ]
+        if stale:
+            raise LinkedArtifactsError(f"schemas out of date: {', '.join(stale)}. Fix: run `linked-artifacts schemas`.")
+        click.echo("schemas match the models.")
+        return
+    changed = avro_schema.write_all()
+    click.echo("\n".join(f"wrote {p}" for p in changed) or "schemas already match the models.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Find a Java runtime good enough for each JVM part, or say exactly what to install."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from linked_artifacts.errors import StackError
+
+_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+
+
+def java_major(java: str) -> int:
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed argv
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError as exc:
+        raise StackError(f"cannot run {java}: {exc}. Fix: install Java 17+ (Debian: apt-get install openjdk-17-jre-headless).") from exc
+    match = _VERSION.search(out.stderr + out.stdout)
+    if not match:
+        raise StackError(f"cannot tell the Java version of {java}. Fix: point LINKED_ARTIFACTS_REGISTRY_JAVA at a JDK 17+.")
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def find_java(*, minimum: int, explicit: Path | None = None, purpose: str) -> str:
+    """`explicit` if given, else `java` on PATH, else any JDK under /usr/lib/jvm that is new enough."""
+    if explicit is not None:
+        if java_major(str(explicit)) < minimum:
+            raise StackError(f"{explicit} is older than Java {minimum}, which {purpose} needs.")
+        return str(explicit)
+    candidates: list[str] = []
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(on_path)
+    candidates += [str(p) for p in sorted(Path("/usr/lib/jvm").glob("*/bin/java"))]
+    if not candidates:
+        raise StackError(
+            f"Java is not installed; {purpose} needs Java {minimum}+. "
+            "Fix: apt-get install openjdk-17-jre-headless (or set LINKED_ARTIFACTS_KAFKA_BOOTSTRAP_SERVERS "
+            "and LINKED_ARTIFACTS_REGISTRY_URL to use external services)."
+        )
+    for java in candidates:
+        if java_major(java) >= minimum:
+            return java
+    raise StackError(f"no Java {minimum}+ found for {purpose} (tried {', '.join(candidates)}). Fix: install JDK {minimum}+.")

@@ -1,0 +1,150 @@
+"""Session fixtures: a real Kafka broker, a real schema registry, and ClickHouse.
+
+Where they come from, first match wins:
+1. external endpoints from the environment (LINKED_ARTIFACTS_TEST_KAFKA, LINKED_ARTIFACTS_TEST_REGISTRY,
+   LINKED_ARTIFACTS_TEST_CLICKHOUSE), for running the suite against a shared environment;
+2. testcontainers, when a Docker engine answers (the same images as docker-compose.yml);
+3. the project's own local JVM processes (the default here: there is no Docker engine), on free ports
+   and a throw-away data directory, so a running `linked-artifacts up` is never disturbed.
+The stack starts only when a test asks for it, so `pytest tests/unit` needs no JVM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from linked_artifacts import bootstrap
+from linked_artifacts.settings import Settings, ensure_secrets
+from linked_artifacts.stack.local import Infrastructure
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port_pair() -> int:
+    """A port p with p+1 also free (the registry's management interface uses p+1)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class Stack:
+    """What integration and fault tests get: settings that point at live parts, and levers to break them."""
+
+    settings: Settings
+    mode: str
+    infra: Infrastructure | None = None
+    containers: tuple[Any, ...] = ()
+
+    def stop_kafka(self) -> None:
+        assert self.infra is not None and self.infra.kafka is not None, "only the local stack can stop Kafka"
+        self.infra.kafka.stop()
+
+    def kill_kafka(self) -> None:
+        assert self.infra is not None and self.infra.kafka is not None
+        self.infra.kafka.kill()
+
+    def start_kafka(self) -> None:
+        assert self.infra is not None and self.infra.kafka is not None
+        self.infra.kafka.start()
+
+    def restart_registry(self) -> None:
+        assert self.infra is not None and self.infra.registry is not None
+        self.infra.registry.stop()
+        self.infra.registry.start()
+
+
+def _base_settings(data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        registry_port=free_port_pair(),
+        connectors_port=free_port(),
+        query_port=free_port(),
+        topic_prefix="test.",
+    )
+
+
+def _containers_stack(settings: Settings) -> Stack:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.kafka import KafkaContainer
+
+    kafka = KafkaContainer(f"apache/kafka:{settings.kafka_version}").with_kraft()
+    kafka.start()
+    registry = DockerContainer(f"apicurio/apicurio-registry:{settings.registry_version}").with_exposed_ports(8080)
+    registry.start()
+    wait_for_logs(registry, "Listening on", timeout=120)
+    url = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8080)}/apis/ccompat/v7"
+    live = settings.model_copy(update={"kafka_bootstrap_servers": kafka.get_bootstrap_server(), "registry_url": url})
+    return Stack(live, "testcontainers", containers=(kafka, registry))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    settings = _base_settings(data_dir)
+    external_kafka = os.environ.get("LINKED_ARTIFACTS_TEST_KAFKA")
+    if external_kafka:
+        live = settings.model_copy(
+            update={
+                "kafka_bootstrap_servers": external_kafka,
+                "registry_url": os.environ["LINKED_ARTIFACTS_TEST_REGISTRY"],
+                "clickhouse_url": os.environ.get("LINKED_ARTIFACTS_TEST_CLICKHOUSE"),
+            }
+        )
+        handle = Stack(live, "external")
+    elif docker_available():
+        handle = _containers_stack(settings)
+    else:
+        infra = Infrastructure(settings, progress=lambda line: print(f"[stack] {line}"))  # noqa: T201
+        infra.prepare()
+        handle = Stack(infra.start(), "local", infra=infra)
+    handle.settings, _ = ensure_secrets(handle.settings)
+    bootstrap.bootstrap(handle.settings)
+    try:
+        yield handle
+    finally:
+        if handle.infra is not None:
+            handle.infra.stop()
+        for container in handle.containers:
+            container.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one ClickHouse every test in this process shares.
+
+    chDB holds one data path per process for the life of the process ("EmbeddedServer already initialized
+    with path ..."), so tests isolate themselves with a database each, never with a path each.
+    """
+    return os.environ.get("LINKED_ARTIFACTS_TEST_CLICKHOUSE") or f"chdb://{tmp_path_factory.mktemp('chdb')}"
