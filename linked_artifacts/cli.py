@@ -75,9 +75,13 @@ def up() -> None:
 
 @main.command("settings")
 @click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
+@click.option("--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values).")
 @friendly_errors
-def show_settings(show_secrets: bool) -> None:
+def show_settings(show_secrets: bool, markdown: bool) -> None:
     """Print every setting, its effective value and what it does."""
+    if markdown:
+        click.echo(settings_markdown())
+        return
     settings = _settings()
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
@@ -85,6 +89,17 @@ def show_settings(show_secrets: bool) -> None:
             value = value.get_secret_value() if show_secrets else "********"
         env = "LINKED_ARTIFACTS_" + name.upper()
         click.echo(f"{env} = {value}\n    {field.description}")
+
+
+def settings_markdown() -> str:
+    lines = ["| environment variable | default | what it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "~/.cache/linked-artifacts" if name == "cache_dir" else "(computed)"
+        else:
+            default = "" if field.default is None else str(field.default)
+        lines.append(f"| `LINKED_ARTIFACTS_{name.upper()}` | `{default}` | {field.description} |")
+    return "\n".join(lines)
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,23 +28,29 @@ def java_major(java: str) -> int:
 
 
 def find_java(*, minimum: int, explicit: Path | None = None, purpose: str) -> str:
-    """`explicit` if given, else `java` on PATH, else any JDK under /usr/lib/jvm that is new enough."""
+    """`explicit` if given, else $JAVA_HOME or `java` on PATH; a JDK under /usr/lib/jvm only when those are
+    too old (Apicurio 3.1+ wants 21 while Kafka is happy with 17)."""
     if explicit is not None:
         if java_major(str(explicit)) < minimum:
             raise StackError(f"{explicit} is older than Java {minimum}, which {purpose} needs.")
         return str(explicit)
     candidates: list[str] = []
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        candidates.append(str(Path(java_home) / "bin" / "java"))
     on_path = shutil.which("java")
     if on_path:
         candidates.append(on_path)
-    candidates += [str(p) for p in sorted(Path("/usr/lib/jvm").glob("*/bin/java"))]
     if not candidates:
         raise StackError(
             f"Java is not installed; {purpose} needs Java {minimum}+. "
             "Fix: apt-get install openjdk-17-jre-headless (or set LINKED_ARTIFACTS_KAFKA_BOOTSTRAP_SERVERS "
             "and LINKED_ARTIFACTS_REGISTRY_URL to use external services)."
         )
-    for java in candidates:
+    for java in [*candidates, *(str(p) for p in sorted(Path("/usr/lib/jvm").glob("*/bin/java")))]:
         if java_major(java) >= minimum:
             return java
-    raise StackError(f"no Java {minimum}+ found for {purpose} (tried {', '.join(candidates)}). Fix: install JDK {minimum}+.")
+    raise StackError(
+        f"no Java {minimum}+ found for {purpose} (tried {', '.join(candidates)} and /usr/lib/jvm). "
+        f"Fix: install JDK {minimum}+ or set LINKED_ARTIFACTS_REGISTRY_JAVA."
+    )

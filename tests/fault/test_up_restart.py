@@ -1,0 +1,155 @@
+"""Killing `linked-artifacts up` (even with SIGKILL) and starting it again keeps Kafka topics and offsets,
+registered schemas and ClickHouse rows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from linked_artifacts.avro import SchemaRegistry
+from linked_artifacts.stack.ports import port_is_free
+from tests.conftest import free_port, free_port_pair
+
+pytestmark = pytest.mark.fault
+
+BIN = Path(sys.executable).parent
+
+
+class Up:
+    def __init__(self, tmp_path: Path) -> None:
+        self.data = tmp_path / "data"
+        self.kafka_port, self.registry_port = free_port(), free_port_pair()
+        self.env = {
+            **os.environ,
+            "LINKED_ARTIFACTS_DATA_DIR": str(self.data),
+            "LINKED_ARTIFACTS_KAFKA_PORT": str(self.kafka_port),
+            "LINKED_ARTIFACTS_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "LINKED_ARTIFACTS_REGISTRY_PORT": str(self.registry_port),
+            "LINKED_ARTIFACTS_CONNECTORS_PORT": str(free_port()),
+            "LINKED_ARTIFACTS_QUERY_PORT": str(free_port()),
+        }
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def registry(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+
+    def start(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(BIN / "linked-artifacts"), "up"], env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if "Press Ctrl-C to stop" in line:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                break
+        raise AssertionError("up did not start:\n" + "".join(self.output[-30:]))
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=120)
+        assert self.proc.stdout is not None
+        self.output.append(self.proc.stdout.read())
+        # Children get SIGTERM from the kernel when `up` dies; wait until they released their ports.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if port_is_free("127.0.0.1", self.kafka_port) and port_is_free("127.0.0.1", self.registry_port):
+                return
+            time.sleep(0.5)
+        raise AssertionError("children of a killed `up` kept their ports")
+
+
+async def _produce(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    for i in range(10):
+        await producer.send_and_wait(topic, f"m{i}".encode(), key=f"k{i}".encode())
+    await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="restart-test",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen = 0
+    while seen < 4:
+        batch = await consumer.getmany(timeout_ms=2000, max_records=4 - seen)
+        seen += sum(len(v) for v in batch.values())
+    await consumer.commit()
+    await consumer.stop()
+
+
+async def _read_back(bootstrap: str, topic: str) -> tuple[int, int]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="restart-test",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    remaining = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and remaining < 6:
+        batch = await consumer.getmany(timeout_ms=1000)
+        remaining += sum(len(v) for v in batch.values())
+    await consumer.stop()
+    everything = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await everything.start()
+    total = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and total < 10:
+        batch = await everything.getmany(timeout_ms=1000)
+        total += sum(len(v) for v in batch.values())
+    await everything.stop()
+    return remaining, total
+
+
+def _clickhouse(dsn_dir: Path, sql: str) -> str:
+    # A separate process: chDB allows one owner of a data directory at a time, and `up` is stopped now.
+    code = (
+        "import clickhouse_connect,sys;"
+        f"c=clickhouse_connect.get_client(dsn='chdb://{dsn_dir}');"
+        "r=[c.command(s) for s in sys.argv[1].split(';') if s.strip()];print(r[-1])"
+    )
+    return subprocess.run([sys.executable, "-c", code, sql], capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip()
+
+
+def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path) -> None:
+    up = Up(tmp_path)
+    up.start()
+    asyncio.run(_produce(up.bootstrap, "restart-probe"))
+    schema = {"type": "record", "name": "Probe", "fields": [{"name": "a", "type": "string"}]}
+    schema_id = SchemaRegistry(up.registry).register("restart-probe-value", schema)
+    up.kill(signal.SIGKILL)
+
+    ch_dir = up.data / "clickhouse"
+    _clickhouse(ch_dir, "CREATE TABLE IF NOT EXISTS default.probe (x UInt32) ENGINE = MergeTree ORDER BY x;"
+                        "INSERT INTO default.probe VALUES (1),(2),(3);SELECT count() FROM default.probe")
+
+    up.start()
+    remaining, total = asyncio.run(_read_back(up.bootstrap, "restart-probe"))
+    assert (remaining, total) == (6, 10), "committed offsets or messages were lost"
+    registry = SchemaRegistry(up.registry)
+    assert "restart-probe-value" in registry.subjects()
+    assert registry.register("restart-probe-value", schema) == schema_id
+    assert "la.artifact-events-value" in registry.subjects()
+    up.kill(signal.SIGTERM)
+    assert "stopped." in "".join(up.output)
+    assert _clickhouse(ch_dir, "SELECT count() FROM default.probe") == "3"
