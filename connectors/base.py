@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from linked_artifacts.digests import InvalidDigest, normalise_digest
 from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.events import ArtifactEvent
 
@@ -77,7 +78,10 @@ def event_id(*parts: str | int | None) -> str:
 def parse_time(value: Any, *, field: str) -> datetime:
     """RFC 3339 / ISO 8601 text or epoch seconds to an aware UTC datetime."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=UTC)
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InputError(f"{field}: {value!r} is not a representable epoch time", field=field) from exc
     if not isinstance(value, str) or not value:
         raise InputError(f"{field}: expected an RFC 3339 time, got {type(value).__name__}", field=field)
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -87,7 +91,20 @@ def parse_time(value: Any, *, field: str) -> datetime:
         raise InputError(f"{field}: {value[:60]!r} is not an RFC 3339 time", field=field) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise InputError(f"{field}: {value[:60]!r} is outside the representable time range", field=field) from exc
+
+
+def require_digest(value: Any, *, field: str) -> str:
+    """A normalised digest, or a 422 naming the field."""
+    if not isinstance(value, str):
+        raise InputError(f"{field}: expected a sha256 digest string", field=field, code="invalid_digest")
+    try:
+        return normalise_digest(value, field=field)
+    except InvalidDigest as exc:
+        raise InputError(exc.message, field=field, code="invalid_digest") from exc
 
 
 def require(obj: Any, path: str) -> Any:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import SCHEMAS_DIR
+from pipeline.state import LinkedArtifactState
 
 NAMESPACE = "dev.linkedartifacts"
 
@@ -25,6 +26,7 @@ NAMESPACE = "dev.linkedartifacts"
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "artifact_event": ArtifactEvent,
     "dead_letter": DeadLetter,
+    "linked_artifact": LinkedArtifactState,
 }
 
 AvroType = str | dict[str, Any] | list[Any]

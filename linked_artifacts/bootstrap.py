@@ -15,6 +15,7 @@ COMPATIBILITY = "BACKWARD_TRANSITIVE"
 SUBJECTS: dict[str, str] = {
     "artifact_event": "artifact-events",
     "dead_letter": "dead-letter",
+    "linked_artifact": "linked-artifacts",
 }
 
 
@@ -28,6 +29,8 @@ def register_schemas(settings: Settings) -> dict[str, int]:
     try:
         ids: dict[str, int] = {}
         for name in SUBJECTS:
+            if not avro_schema.schema_path(name).is_file():
+                continue
             subject = subject_for(settings, name)
             registry.set_compatibility(subject, COMPATIBILITY)
             ids[subject] = registry.register(subject, avro_schema.load(name))

@@ -73,6 +73,35 @@ def up() -> None:
     sys.exit(run_up(settings, say))
 
 
+@main.command()
+@click.option("--no-sink", is_flag=True, help="Do not write ClickHouse (a second worker on embedded chDB).")
+@click.option("--no-api", is_flag=True, help="Do not serve the query API.")
+@friendly_errors
+def worker(no_sink: bool, no_api: bool) -> None:
+    """Run the stream processors: join every event by digest into linked-artifact state, publish it on the
+    enriched topic, and sink the history into ClickHouse. Also serves the query API unless --no-api.
+    Run more workers (with --no-sink on embedded chDB) to share the partitions."""
+    from linked_artifacts import log
+    from pipeline.worker import run
+
+    settings = _settings()
+    log.configure(settings, process="worker")
+    run(settings, with_sink=not no_sink, with_api=not no_api)
+
+
+@main.command()
+@friendly_errors
+def connectors() -> None:
+    """Run the HTTP edge: webhooks (GitHub, Artifactory), GitHub's artifact metadata API, attestations,
+    CloudEvents, Kubernetes and scanner reports, each turned into canonical Avro events on Kafka."""
+    from connectors.app import run
+    from linked_artifacts import log
+
+    settings = _settings()
+    log.configure(settings, process="connectors")
+    run(settings)
+
+
 @main.command("settings")
 @click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
 @click.option("--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values).")

@@ -29,6 +29,10 @@ def attestations_topic(settings: Settings) -> str:
     return settings.topic("attestations")
 
 
+def derived_topic(settings: Settings) -> str:
+    return settings.topic("derived")
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     partitions = settings.topic_partitions
     # 8 MiB messages: a 5 MiB request body plus headers and Avro framing must fit in one record.
@@ -39,6 +43,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(dead_letter_topic(settings), 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **big}),
         # Latest linked state per digest: compaction keeps one record per key.
         TopicSpec(enriched_topic(settings), partitions, {"cleanup.policy": "compact", **big}),
+        # Facts one key sends another (pipeline.derive); co-partitioned with the events so a key's events
+        # and derived messages meet in the same worker. Consumed state is in the table, so a week is ample.
+        TopicSpec(derived_topic(settings), partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         # Original attestation bytes, keyed by their sha256: compaction drops redeliveries.
         TopicSpec(attestations_topic(settings), partitions, {"cleanup.policy": "compact", **big}),
     ]

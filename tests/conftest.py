@@ -148,3 +148,92 @@ def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
     with path ..."), so tests isolate themselves with a database each, never with a path each.
     """
     return os.environ.get("LINKED_ARTIFACTS_TEST_CLICKHOUSE") or f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@dataclass
+class Services:
+    """The project's own worker and connectors processes, running against the test stack."""
+
+    settings: Settings
+    worker: Any
+    connectors: Any
+
+    @property
+    def connectors_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.connectors_port}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.query_port}"
+
+    def token(self, name: str) -> str:
+        value = self.settings.secret(name)
+        assert value is not None
+        return value
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    from linked_artifacts.settings import GENERATED_SECRETS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINKED_ARTIFACTS_")}
+    values = {
+        "DATA_DIR": str(settings.data_dir),
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_servers,
+        "REGISTRY_URL": settings.schema_registry_url,
+        "CONNECTORS_PORT": str(settings.connectors_port),
+        "QUERY_PORT": str(settings.query_port),
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "WORKER_ID": settings.worker_id,
+        "SINK_FLUSH_SECONDS": str(settings.sink_flush_seconds),
+        "LOG_LEVEL": "INFO",
+    }
+    if settings.clickhouse_url:
+        values["CLICKHOUSE_URL"] = settings.clickhouse_url
+    for name in GENERATED_SECRETS:
+        secret = settings.secret(name)
+        if secret is not None:
+            values[name.upper()] = secret
+    env.update({f"LINKED_ARTIFACTS_{k}": v for k, v in values.items()})
+    return env
+
+
+def start_service(settings: Settings, name: str, *args: str, ready_path: str, port: int) -> Any:
+    import sys
+    import time
+
+    import httpx
+
+    from linked_artifacts.stack.process import ManagedProcess
+
+    proc = ManagedProcess(
+        name, [sys.executable, "-m", "linked_artifacts.cli", name, *args],
+        log_file=settings.data_dir / "logs" / f"{name}-{port}.log", env=service_env(settings),
+    )
+    proc.start()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{name} exited:\n{proc.log_tail(40)}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{name} not ready:\n{proc.log_tail(40)}")
+
+
+@pytest.fixture(scope="session")
+def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    data_dir = tmp_path_factory.mktemp("services")
+    settings = stack.settings.model_copy(
+        update={"data_dir": data_dir, "connectors_port": free_port(), "query_port": free_port(),
+                "worker_id": "e2e-worker", "sink_flush_seconds": 0.5}
+    )
+    worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)
+    connectors = start_service(settings, "connectors", ready_path="/healthz", port=settings.connectors_port)
+    try:
+        yield Services(settings, worker, connectors)
+    finally:
+        connectors.stop()
+        worker.stop()

@@ -1,0 +1,578 @@
+"""Facts that cross keys, and the linked view of one key.
+
+The processor is partitioned by key, so a state can only read its own events. Facts another key needs
+travel as ``Derived`` messages: after each change, ``derived_from(before, after)`` lists the messages the
+change must send; the processor delivers each to ``target_key``'s state with ``apply_derived``.
+
+Protocol (origin -> target: payload; origin_version counts exactly the inputs of that payload):
+
+- ``repo-member``: digest -> ``repo:X``, no payload ("a build of mine names repository X"); version 1.
+- ``run-member``: digest -> ``run:X/N``, no payload ("a build of mine names run N of X"); version 1.
+- ``slot-member``: digest -> ``slot:...``, ``history`` = the digest's own changes in that slot;
+  version = the number of those changes.
+- ``repo-alerts``: ``repo:X`` -> each repo-member, ``alerts`` = the repository's alerts;
+  version = events merged by ``repo:X``.
+- ``run-build``: ``run:X/N`` -> each run-member, ``builds`` = the run's builds (one per attempt);
+  version = events merged by ``run:X/N``.
+- ``slot-holder``: ``slot:...`` -> each slot-member, ``slot_end`` = the holder, and what ended that
+  member's latest deployment (another digest: superseded; a slot-keyed decommission);
+  version = events merged by the slot + the origin versions of its slot-member snapshots.
+- ``linked-context``: digest -> each digest it is linked to (own link events, or a peer that named the
+  link), ``link`` = the link; an index adds its own ``deployments`` and its slots' verdicts
+  (``slot_ends``), a platform its own digest-level ``alerts``;
+  version = events merged by the digest + the origin versions of its slot-holder snapshots.
+
+Why it converges whatever the order, with any duplicates:
+
+- The receiver keeps one snapshot per (origin_key, kind): the highest origin_version (``pipeline.merge``).
+- Each origin_version counts the inputs its payload is computed from, so along an origin's history an
+  unchanged version means an unchanged payload, and a sender's last message to a target is its final one.
+  ``derived_from`` therefore sends a message exactly when a (target, kind) is new or its version moved.
+- Payloads carry only the origin's own facts and the verdicts of its slots, never what it inherited
+  through ``linked-context``, ``repo-alerts`` or ``run-build``. The inputs form no cycle (digest -> slot
+  -> digest -> linked digest ends there), so the exchange stops, and every state ends as the join of its
+  own events with the final payloads of its origins: the same value for every delivery order.
+- Membership only grows (links, builds, slots are never forgotten), so a target once reached stays reached;
+  a new target (a digest that joins a repository, a platform that learns its index) gets the current
+  payload at once.
+
+Cost to keep in mind: a repository or slot sends to every member whenever its version moves (one
+repository alert update reaches every digest built from it).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from linked_artifacts.events import repo_key
+from pipeline.merge import join_builds, join_links, link_identity
+from pipeline.state import (
+    AlertRecord,
+    BuildRecord,
+    DeploymentRecord,
+    Derived,
+    DerivedKind,
+    EndReason,
+    LinkedArtifactState,
+    LinkRecord,
+    SlotEnd,
+    Stamp,
+    StatusChange,
+    StorageLocation,
+    key_role,
+    run_key,
+    state_fingerprint,
+)
+
+Target = tuple[str, DerivedKind]
+
+_MEMBER_REPLY: dict[DerivedKind, tuple[str, DerivedKind]] = {
+    # member kind -> (role of the key that answers it, kind of the answer)
+    "repo-member": ("repository", "repo-alerts"),
+    "run-member": ("run", "run-build"),
+    "slot-member": ("slot", "slot-holder"),
+}
+
+
+# --- messages --------------------------------------------------------------------------------------------
+
+
+def derived_from(before: LinkedArtifactState, after: LinkedArtifactState) -> list[Derived]:
+    """The messages the change from ``before`` to ``after`` must send, sorted by (target, kind)."""
+    old = _plan(before)
+    build = _Messages(after)
+    return [
+        build(target=target, kind=kind, version=version)
+        for (target, kind), version in sorted(_plan(after).items())
+        if old.get((target, kind)) != version
+    ]
+
+
+def outgoing(state: LinkedArtifactState) -> list[Derived]:
+    """Every message this state stands behind now (a full resend, e.g. after restoring a state)."""
+    build = _Messages(state)
+    return [build(target=t, kind=k, version=v) for (t, k), v in sorted(_plan(state).items())]
+
+
+def _snapshots(state: LinkedArtifactState, kind: DerivedKind) -> list[Derived]:
+    return [d for d in state.inherited if d.kind == kind]
+
+
+def _own_version(state: LinkedArtifactState) -> int:
+    return len(state.event_ids)
+
+
+def _linked_context_version(state: LinkedArtifactState) -> int:
+    return _own_version(state) + sum(d.origin_version for d in _snapshots(state, "slot-holder"))
+
+
+def _slot_holder_version(state: LinkedArtifactState) -> int:
+    return _own_version(state) + sum(d.origin_version for d in _snapshots(state, "slot-member"))
+
+
+def _plan(state: LinkedArtifactState) -> dict[Target, int]:
+    """(target, kind) -> origin_version of every message this state stands behind."""
+    plan: dict[Target, int] = {}
+    role = key_role(state.key)
+    if role == "digest":
+        version = _linked_context_version(state)
+        for peer in _linked_peers(state):
+            plan[(peer, "linked-context")] = version
+        for build in state.builds:
+            if build.repository:
+                plan[(repo_key(build.repository), "repo-member")] = 1
+                if build.workflow_run_id is not None:
+                    plan[(run_key(build.repository, build.workflow_run_id), "run-member")] = 1
+        for deployment in state.deployments:
+            plan[(deployment.slot, "slot-member")] = len(deployment.history)
+    answer_version = _slot_holder_version(state) if role == "slot" else _own_version(state)
+    for snapshot in state.inherited:
+        reply = _MEMBER_REPLY.get(snapshot.kind)
+        if reply is not None and reply[0] == role:
+            plan[(snapshot.origin_key, reply[1])] = answer_version
+    return {target: version for target, version in plan.items() if target[0] != state.key}
+
+
+def _linked_peers(state: LinkedArtifactState) -> set[str]:
+    """Digests this digest is linked to, from its own links or from a peer that named the link."""
+    peers = {link.platform_digest for link in state.links if link.index_digest == state.key}
+    peers |= {link.index_digest for link in state.links if link.platform_digest == state.key}
+    peers |= {d.origin_key for d in _snapshots(state, "linked-context")}
+    return peers
+
+
+def _own_link(state: LinkedArtifactState, peer: str) -> LinkRecord:
+    for link in state.links:
+        if {link.index_digest, link.platform_digest} == {state.key, peer}:
+            return link
+    # Known only from the peer's message: answer with the bare link, so the payload stays a function of
+    # this state's own events (the peer's details are the peer's to send).
+    for snapshot in _snapshots(state, "linked-context"):
+        if snapshot.origin_key == peer and snapshot.link is not None:
+            return LinkRecord(
+                index_digest=snapshot.link.index_digest, platform_digest=snapshot.link.platform_digest
+            )
+    raise AssertionError(f"no link between {state.key} and {peer}")  # _plan only names linked peers
+
+
+class _Messages:
+    """Builds the messages of one state; the slot's verdicts are computed once for all its members."""
+
+    def __init__(self, state: LinkedArtifactState) -> None:
+        self.state = state
+        self._verdicts: dict[str, SlotEnd] | None = None
+
+    def __call__(self, *, target: str, kind: DerivedKind, version: int) -> Derived:
+        state = self.state
+        base: dict[str, Any] = {
+            "target_key": target,
+            "origin_key": state.key,
+            "origin_version": version,
+            "kind": kind,
+        }
+        if kind == "linked-context":
+            link = _own_link(state, target)
+            if link.index_digest == state.key:
+                base["deployments"] = state.deployments
+                base["slot_ends"] = sorted(
+                    (d.slot_end for d in _snapshots(state, "slot-holder") if d.slot_end is not None),
+                    key=lambda end: end.slot,
+                )
+            else:
+                base["alerts"] = [alert for alert in state.alerts if alert.scope == "digest"]
+            base["link"] = link
+        elif kind == "repo-alerts":
+            base["alerts"] = state.alerts
+        elif kind == "run-build":
+            base["builds"] = state.builds
+        elif kind == "slot-holder":
+            if self._verdicts is None:
+                self._verdicts = slot_verdicts(state)
+            base["slot_end"] = self._verdicts[target]
+        elif kind == "slot-member":
+            base["history"] = next(d.history for d in state.deployments if d.slot == target)
+        return Derived(**base)
+
+
+# --- the slot's verdicts ---------------------------------------------------------------------------------
+
+
+def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
+    """For a slot's state: for each member digest, who holds the slot and what ended the member's deployment.
+
+    The holder is the member with the latest deployed change. A member's deployment ends at the first change
+    after its own latest deployed change that is either another digest deployed into the slot (superseded)
+    or a slot-keyed decommission (slot-decommissioned).
+    """
+    members = {d.origin_key: d.history for d in _snapshots(state, "slot-member")}
+    slot_ends = [
+        change.stamp
+        for record in state.deployments
+        if record.slot == state.key
+        for change in record.history
+        if change.status == "decommissioned"
+    ]
+    deployed = sorted(
+        (
+            (c.stamp.order, digest, c.stamp)
+            for digest, history in members.items()
+            for c in history
+            if c.status == "deployed"
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
+    enders = sorted(
+        [(order, digest, stamp) for order, digest, stamp in deployed] + [(s.order, "", s) for s in slot_ends],
+        key=lambda item: (item[0], item[1]),
+    )
+    orders = [item[0] for item in enders]
+    holder = deployed[-1] if deployed else None
+    active = holder is not None and not _ended_after(holder[2], members[holder[1]], slot_ends)
+    verdicts: dict[str, SlotEnd] = {}
+    for member, history in members.items():
+        latest = _latest_deployed(history)
+        end: Stamp | None = None
+        reason: EndReason | None = None
+        ended_by: str | None = None
+        if latest is not None:
+            position = bisect_right(orders, latest.order)
+            if position < len(enders):
+                _, by, end = enders[position]
+                reason = "superseded" if by else "slot-decommissioned"
+                ended_by = by or None
+        verdicts[member] = SlotEnd(
+            slot=state.key,
+            member_latest=latest,
+            holder_digest=holder[1] if holder else None,
+            holder_since=holder[2] if holder else None,
+            slot_active=active,
+            end=end,
+            end_reason=reason,
+            ended_by=ended_by,
+        )
+    return verdicts
+
+
+def _latest_deployed(history: Iterable[StatusChange]) -> Stamp | None:
+    stamps = [change.stamp for change in history if change.status == "deployed"]
+    return max(stamps, key=lambda s: s.order) if stamps else None
+
+
+def _ended_after(since: Stamp, own_history: Iterable[StatusChange], slot_ends: list[Stamp]) -> bool:
+    own = [c.stamp for c in own_history if c.status == "decommissioned"]
+    return any(stamp.order > since.order for stamp in [*own, *slot_ends])
+
+
+def effective_end(
+    record: DeploymentRecord, verdict: SlotEnd | None
+) -> tuple[Stamp | None, EndReason | None, str | None]:
+    """When, why and by whom this deployment ended; (None, None, None) while it is active.
+
+    The earliest of: the record's own decommission after its latest deployed change, and the slot's verdict
+    when that is later than the latest deployed change (a verdict computed from older knowledge is ignored).
+    """
+    latest = _latest_deployed(record.history)
+    candidates: list[tuple[Stamp, EndReason, str | None]] = [
+        (c.stamp, "decommissioned", None)
+        for c in record.history
+        if c.status == "decommissioned" and (latest is None or c.stamp.order > latest.order)
+    ]
+    if (
+        verdict is not None
+        and verdict.end is not None
+        and verdict.end_reason is not None
+        and latest is not None
+    ):
+        if verdict.end.order > latest.order:
+            candidates.append((verdict.end, verdict.end_reason, verdict.ended_by))
+    if not candidates:
+        return None, None, None
+    return min(candidates, key=lambda candidate: candidate[0].order)
+
+
+# --- the view ------------------------------------------------------------------------------------------
+
+
+def linked_view(state: LinkedArtifactState) -> dict[str, Any]:
+    """The JSON-ready linked view of one key (field names are a contract of the enriched topic).
+
+    ``deployments`` and ``alerts`` hold the key's own facts; ``effective`` adds what reaches it from other
+    keys: its index's deployments (``inherited_from``), its platforms' alerts and its repositories' alerts
+    (``via`` and ``via_kind``).
+    """
+    verdicts = {
+        d.slot_end.slot: d.slot_end for d in _snapshots(state, "slot-holder") if d.slot_end is not None
+    }
+    own_deployments = [
+        _deployment_view(r, verdicts.get(r.slot), inherited_from=None) for r in state.deployments
+    ]
+    index_deployments = []
+    platform_alerts = []
+    for snapshot in _snapshots(state, "linked-context"):
+        ends = {end.slot: end for end in snapshot.slot_ends}
+        index_deployments += [
+            _deployment_view(r, ends.get(r.slot), inherited_from=snapshot.origin_key)
+            for r in snapshot.deployments
+        ]
+        platform_alerts += [
+            _alert_view(a, via=snapshot.origin_key, via_kind="platform") for a in snapshot.alerts
+        ]
+    repo_alerts = [
+        _alert_view(a, via=snapshot.origin_key, via_kind="repository")
+        for snapshot in _snapshots(state, "repo-alerts")
+        for a in snapshot.alerts
+    ]
+    own_alerts = [_alert_view(a, via=None, via_kind="own") for a in state.alerts]
+    deployments = own_deployments + index_deployments
+    alerts = own_alerts + platform_alerts + repo_alerts
+    active = [d for d in deployments if d["active"]]
+    view: dict[str, Any] = {
+        "key": state.key,
+        "role": key_role(state.key),
+        "version": state.version,
+        "fingerprint": state_fingerprint(state),
+        "event_count": len(state.event_ids),
+        "storage": [_location_view(location) for location in state.storage],
+        "builds": [_build_view(build) for build in effective_builds(state)],
+        "deployments": own_deployments,
+        "alerts": own_alerts,
+        "linked_digests": _linked_view(state),
+        "effective": {
+            "deployed": bool(active),
+            "runtime_risks": sorted({risk["risk"] for d in active for risk in d["runtime_risks"]}),
+            "environments": sorted({d["logical_environment"] for d in active}),
+            "deployments": deployments,
+            "alerts": alerts,
+            "open_alerts": sum(1 for alert in alerts if alert["state"] == "open"),
+        },
+    }
+    members = sorted({d.origin_key for d in state.inherited if d.kind in _MEMBER_REPLY})
+    if members:
+        view["members"] = members
+    if key_role(state.key) == "slot":
+        view["slot"] = _slot_view(state)
+    return view
+
+
+def effective_builds(state: LinkedArtifactState) -> list[BuildRecord]:
+    """Own builds, each combined with the same build as its workflow run's key knows it; builds known only
+    from image labels (commit + repository) folded into the richer builds of the same commit."""
+    builds = {build.build_key: build for build in state.builds}
+    for snapshot in _snapshots(state, "run-build"):
+        for run_build in snapshot.builds:
+            if run_build.build_key in builds:
+                builds[run_build.build_key] = join_builds(builds[run_build.build_key], run_build)
+    for key in sorted(k for k in builds if k.startswith("commit:")):
+        label = builds[key]
+        richer = [k for k, b in builds.items() if not k.startswith("commit:") and _same_commit(b, label)]
+        for target in richer:
+            builds[target] = join_builds(builds[target], label.model_copy(update={"build_key": target}))
+        if richer:
+            del builds[key]
+    return [builds[key] for key in sorted(builds)]
+
+
+def _same_commit(a: BuildRecord, b: BuildRecord) -> bool:
+    return (
+        a.repository is not None
+        and b.repository is not None
+        and a.commit is not None
+        and b.commit is not None
+        and a.repository.lower() == b.repository.lower()
+        and a.commit.lower() == b.commit.lower()
+    )
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _stamp_view(stamp: Stamp) -> dict[str, Any]:
+    return {"at": _time(stamp.at), "event_id": stamp.event_id}
+
+
+def _location_view(location: StorageLocation) -> dict[str, Any]:
+    return {
+        "registry": location.registry,
+        "registry_url": location.registry_url,
+        "repository": location.repository,
+        "path": location.path,
+        "artifact_url": location.artifact_url,
+        "name": location.name,
+        "version": location.version,
+        "size": location.size,
+        "media_type": location.media_type,
+        "github_repository": location.github_repository,
+        "status": location.status,
+        "first_seen": _time(location.first_seen),
+        "last_seen": _time(location.last_seen),
+        "tags": [
+            {
+                "tag": tag.tag,
+                "first_seen": _time(tag.observed_at[0]),
+                "last_seen": _time(tag.observed_at[-1]),
+                "observed_at": [_time(t) for t in tag.observed_at],
+            }
+            for tag in location.tags
+        ],
+        "history": [
+            {"action": c.action, "status": c.status, "source": c.source, **_stamp_view(c.stamp)}
+            for c in location.history
+        ],
+        "sources": location.sources,
+    }
+
+
+def _build_view(build: BuildRecord) -> dict[str, Any]:
+    has_run = build.workflow_run_id is not None
+    has_provenance = any(
+        v is not None
+        for v in (build.predicate_type, build.attestation_sha256, build.invocation_id, build.build_type)
+    )
+    return {
+        "build_key": build.build_key,
+        "repository": build.repository,
+        "commit": build.commit,
+        "ref": build.ref,
+        "builder_id": build.builder_id,
+        "workflow_run": {
+            "id": build.workflow_run_id,
+            "attempt": build.run_attempt,
+            "name": build.workflow_name,
+            "path": build.workflow_path,
+            "status": build.status,
+            "conclusion": build.conclusion,
+            "url": build.run_url,
+        }
+        if has_run
+        else None,
+        "provenance": {
+            "predicate_type": build.predicate_type,
+            "builder_id": build.builder_id,
+            "build_type": build.build_type,
+            "invocation_id": build.invocation_id,
+            "attestation_sha256": build.attestation_sha256,
+            "subject_name": build.subject_name,
+        }
+        if has_provenance
+        else None,
+        "sources": build.sources,
+        "first_seen": _time(build.first_seen),
+        "last_seen": _time(build.last_seen),
+    }
+
+
+def _deployment_view(
+    record: DeploymentRecord, verdict: SlotEnd | None, *, inherited_from: str | None
+) -> dict[str, Any]:
+    end, reason, ended_by = effective_end(record, verdict)
+    risks: dict[str, list[dict[str, Any]]] = {}
+    for assertion in record.risk_assertions:
+        for risk in assertion.risks:
+            risks.setdefault(risk, []).append(
+                {"asserted_by": assertion.asserted_by, "at": _time(assertion.stamp.at)}
+            )
+    return {
+        "slot": record.slot,
+        "logical_environment": record.logical_environment,
+        "physical_environment": record.physical_environment,
+        "cluster": record.cluster,
+        "deployment_name": record.deployment_name,
+        "status": "decommissioned" if end is not None else "deployed",
+        "active": end is None,
+        "first_seen": _time(record.first_seen),
+        "last_seen": _time(record.last_seen),
+        "ended_at": _time(end.at) if end is not None else None,
+        "end_reason": reason,
+        "superseded_by": ended_by,
+        "runtime_risks": [{"risk": risk, "asserted_by": risks[risk]} for risk in sorted(risks)],
+        "name": record.name,
+        "version": record.version,
+        "namespace": record.namespace,
+        "workload": record.workload,
+        "container": record.container,
+        "image_ref": record.image_ref,
+        "github_repository": record.github_repository,
+        "tags": record.tags,
+        "sources": record.sources,
+        "inherited_from": inherited_from,
+        "history": [{"status": c.status, "source": c.source, **_stamp_view(c.stamp)} for c in record.history],
+    }
+
+
+def _alert_view(alert: AlertRecord, *, via: str | None, via_kind: str) -> dict[str, Any]:
+    return {
+        "alert_key": alert.alert_key,
+        "scope": alert.scope,
+        "repository": alert.repository,
+        "vulnerability_id": alert.vulnerability_id,
+        "aliases": alert.aliases,
+        "package_name": alert.package_name,
+        "package_version": alert.package_version,
+        "purl": alert.purl,
+        "fixed_version": alert.fixed_version,
+        "severity": alert.severity,
+        "cvss_score": alert.cvss_score,
+        "cvss_vector": alert.cvss_vector,
+        "epss": alert.epss,
+        "epss_percentile": alert.epss_percentile,
+        "state": alert.state,
+        "tool": alert.tool,
+        "title": alert.title,
+        "url": alert.url,
+        "first_seen": _time(alert.first_seen),
+        "last_seen": _time(alert.last_seen),
+        "sources": alert.sources,
+        "via": via,
+        "via_kind": via_kind,
+    }
+
+
+def _linked_view(state: LinkedArtifactState) -> list[dict[str, Any]]:
+    links = {link_identity(link): link for link in state.links}
+    for snapshot in _snapshots(state, "linked-context"):
+        if snapshot.link is not None:
+            identity = link_identity(snapshot.link)
+            links[identity] = (
+                join_links(links[identity], snapshot.link) if identity in links else snapshot.link
+            )
+    out = []
+    for identity in sorted(links):
+        link = links[identity]
+        if state.key not in identity:
+            continue
+        peer_is_index = link.index_digest != state.key
+        out.append(
+            {
+                "digest": link.index_digest if peer_is_index else link.platform_digest,
+                "role": "index" if peer_is_index else "platform",
+                "platform": link.platform,
+                "sources": link.sources,
+            }
+        )
+    return out
+
+
+def _slot_view(state: LinkedArtifactState) -> dict[str, Any]:
+    verdicts = slot_verdicts(state)
+    any_verdict = next(iter(verdicts.values()), None)
+    return {
+        "holder_digest": any_verdict.holder_digest if any_verdict else None,
+        "holder_since": _time(any_verdict.holder_since.at)
+        if any_verdict and any_verdict.holder_since
+        else None,
+        "active": any_verdict.slot_active if any_verdict else False,
+    }
+
+
+__all__ = [
+    "derived_from",
+    "effective_builds",
+    "effective_end",
+    "linked_view",
+    "outgoing",
+    "slot_verdicts",
+]

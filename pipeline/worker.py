@@ -1,0 +1,188 @@
+"""`linked-artifacts worker`: the Faust app that joins everything by digest, plus the ClickHouse sink and the
+query API, in the one process that owns the embedded ClickHouse.
+
+Faust is a dependency behind this thin layer: it gives partition assignment, the changelog-backed state
+table and its recovery. The merge is ``pipeline.merge`` (pure); batching and coalescing are
+``pipeline.processor``. The guarantee is at-least-once with idempotent effects: a replayed event merges to
+the same state, and the sink deduplicates by event id.
+
+Why the table is written through ``send_changelog``: Faust refuses ``table[key] = value`` outside per-event
+iteration ("Cannot modify table key from outside of stream iteration"), but a batch (``take_events``) is
+what lets one write per key replace one write per event. Every record of a key arrives on the same partition
+of the events and derived topics, and the changelog is co-partitioned with them, so writing the store and
+its changelog with the record's partition is exactly what a per-event table write does.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from linked_artifacts import bootstrap, topics
+from linked_artifacts.avro import AvroCodec, SchemaRegistry
+from linked_artifacts.events import ArtifactEvent, DeadLetter
+from linked_artifacts.settings import Settings
+from pipeline.processor import BatchResult, Processor, Record
+from pipeline.state import LinkedArtifactState, key_role
+
+log = logging.getLogger(__name__)
+
+# Records per batch: large enough to coalesce hot keys and amortise sends, small enough that a batch
+# finishes well inside Faust's commit interval and the broker's poll interval.
+BATCH_MAX = 2_000
+BATCH_WITHIN = 0.25
+
+
+class Linker:
+    """The agent's body: state lookups through a cache, writes through the table and its changelog."""
+
+    def __init__(self, app: faust.App, settings: Settings, registry: SchemaRegistry) -> None:
+        self.app = app
+        self.settings = settings
+        self.events_topic = topics.events_topic(settings)
+        self.derived_topic_name = topics.derived_topic(settings)
+        event_codec = AvroCodec(
+            registry, subject=bootstrap.subject_for(settings, "artifact_event"),
+            schema_name="artifact_event", model=ArtifactEvent,
+        )
+        self.enriched_codec = AvroCodec(
+            registry, subject=bootstrap.subject_for(settings, "linked_artifact"),
+            schema_name="linked_artifact", model=LinkedArtifactState,
+        )
+        self.dead_codec = AvroCodec(
+            registry, subject=bootstrap.subject_for(settings, "dead_letter"), schema_name="dead_letter",
+            model=DeadLetter,
+        )
+        self.processor = Processor(events_topic=self.events_topic, derived_topic=self.derived_topic_name,
+                                   codec=event_codec)
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                               "value_serializer": "raw"}
+        self.source = app.topic(self.events_topic, self.derived_topic_name, **raw)
+        self.derived = app.topic(self.derived_topic_name, **raw)
+        self.enriched = app.topic(topics.enriched_topic(settings), **raw)
+        self.dead = app.topic(topics.dead_letter_topic(settings), **raw)
+        self.table = app.Table(
+            "linked-state", default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+        )
+        # Raw bytes in and out of the changelog (the value is the state's canonical JSON); set before the
+        # changelog topic is first built, so recovery decodes with the same codec.
+        self.table.key_serializer = "raw"
+        self.table.value_serializer = "raw"
+        self.cache: dict[str, LinkedArtifactState] = {}
+        self.processed = 0
+        self.published = 0
+
+    def lookup(self, key: str) -> LinkedArtifactState | None:
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        data = self.table.data.get(key.encode())
+        if data is None:
+            return None
+        state = LinkedArtifactState.model_validate_json(data)
+        self.cache[key] = state
+        return state
+
+    def forget(self) -> None:
+        """On rebalance: another worker may own (and change) a key we cached."""
+        self.cache.clear()
+
+    async def handle(self, records: list[Record]) -> BatchResult:
+        result = self.processor.process(records, self.lookup)
+        for key, (partition, state) in result.states.items():
+            data = state.model_dump_json().encode()
+            self.table.data[key.encode()] = data
+            self.table.send_changelog(partition, key.encode(), data)
+            self.cache[key] = state
+            if key_role(key) == "digest":
+                await self.enriched.send(key=key.encode(), value=self.enriched_codec.encode(state))
+                self.published += 1
+        for message in result.derived:
+            await self.derived.send(key=message.target_key.encode(), value=message.model_dump_json().encode())
+        for poison in result.poison:
+            letter = DeadLetter(
+                dead_letter_id=f"{poison.record.topic}:{poison.record.partition}:{poison.record.offset}",
+                stage="worker", endpoint=poison.record.topic, reason=poison.reason, error_code=poison.code,
+                body=poison.record.value, received_at=datetime.now(tz=UTC),
+            )
+            await self.dead.send(key=letter.dead_letter_id.encode(), value=self.dead_codec.encode(letter))
+        self.processed += len(records)
+        return result
+
+
+def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = True) -> tuple[faust.App, Linker]:
+    data_dir = settings.data_dir / "faust"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_id,
+        broker=f"kafka://{settings.kafka_servers}",
+        store="memory://",
+        datadir=str(data_dir),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        web_enabled=with_api,
+        web_host=settings.http_host,
+        web_port=settings.query_port,
+        web_in_thread=False,
+    )
+    registry = SchemaRegistry(settings.schema_registry_url)
+    linker = Linker(app, settings, registry)
+
+    @app.agent(linker.source, name="linker")
+    async def link(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            records = [
+                Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
+            await linker.handle(records)
+
+    @app.on_partitions_revoked.connect
+    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        linker.forget()
+
+    @app.on_partitions_assigned.connect
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        linker.forget()
+
+    if with_sink:
+        from history.client import Warehouse
+        from pipeline.history_writer import WarehouseWriter
+        from pipeline.sink import ClickHouseSink
+
+        warehouse = Warehouse.open(settings)
+        sink = ClickHouseSink(
+            settings, topic=linker.events_topic, codec=linker.processor.codec, writer=WarehouseWriter(warehouse),
+        )
+
+        @app.task
+        async def run_sink() -> None:
+            await sink.run()
+
+        app.linked_sink = sink  # type: ignore[attr-defined]
+        app.linked_warehouse = warehouse  # type: ignore[attr-defined]
+    if with_api:
+        from faust.contrib.asgi import serve_asgi
+
+        from pipeline.query_api import create_query_api
+
+        api = create_query_api(settings, warehouse=getattr(app, "linked_warehouse", None), linker=linker,
+                               sink=getattr(app, "linked_sink", None))
+        serve_asgi(app, api, host=settings.http_host, port=settings.query_port, log_level="warning")
+    return app, linker
+
+
+def run(settings: Settings, *, with_sink: bool = True, with_api: bool = True) -> None:
+    bootstrap.bootstrap(settings)
+    app, _ = create_app(settings, with_sink=with_sink, with_api=with_api)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,99 @@
+"""Small builders for ArtifactEvents in history tests: each names only what the test is about."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from linked_artifacts.events import (
+    AlertBody,
+    ArtifactEvent,
+    BuildBody,
+    DeploymentBody,
+    LinkBody,
+    StorageBody,
+    repo_key,
+    slot_key,
+)
+
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def digest(label: str) -> str:
+    """A real-looking sha256 digest derived from a label, so tests read as words."""
+    return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+class Events:
+    """Makes events with unique ids and increasing ingest times."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _event(self, *, key: str, kind: str, minute: float, digest_: str | None, **body: Any) -> ArtifactEvent:
+        self.count += 1
+        return ArtifactEvent.model_validate(
+            {
+                "event_id": f"ev-{self.count:06d}",
+                "key": key,
+                "kind": kind,
+                "source": "demo",
+                "digest": digest_,
+                "event_time": at(minute),
+                "ingest_time": at(minute) + timedelta(seconds=5),
+                "delivery_id": f"delivery-{self.count:06d}",
+                kind: body,
+            }
+        )
+
+    def storage(self, d: str, *, minute: float = 0, repository: str = "docker-local", registry: str = "jfrog-artifactory",
+                registry_url: str = "https://acme.jfrog.io/artifactory/", path: str | None = "payments/1.0",
+                status: str = "active", action: str = "pushed", tags: list[str] | None = None,
+                previous_repository: str | None = None, previous_path: str | None = None,
+                github_repository: str | None = None) -> ArtifactEvent:
+        body = StorageBody(registry=registry, registry_url=registry_url, repository=repository, path=path,
+                           status=status, action=action, tags=tags or [], name="acme/payments-api",  # type: ignore[arg-type]
+                           previous_repository=previous_repository, previous_path=previous_path,
+                           github_repository=github_repository)
+        return self._event(key=d, kind="storage", minute=minute, digest_=d, **body.model_dump())
+
+    def build(self, d: str, *, minute: float = 0, repository: str = "acme/payments-api", run_id: int | None = 42,
+              commit: str | None = "c0ffee", attestation: str | None = "a" * 64,
+              builder_id: str = "https://github.com/actions/runner") -> ArtifactEvent:
+        body = BuildBody(repository=repository, workflow_run_id=run_id, commit=commit, attestation_sha256=attestation,
+                         builder_id=builder_id, predicate_type="https://slsa.dev/provenance/v1")
+        return self._event(key=d, kind="build", minute=minute, digest_=d, **body.model_dump())
+
+    def run(self, *, minute: float = 0, repository: str = "acme/payments-api", run_id: int = 42,
+            status: str = "completed", conclusion: str | None = "success", commit: str | None = "c0ffee") -> ArtifactEvent:
+        body = BuildBody(repository=repository, workflow_run_id=run_id, status=status, conclusion=conclusion,
+                         commit=commit, workflow_name="release", run_url=f"https://github.com/{repository}/actions/runs/{run_id}")
+        return self._event(key=f"run:{repository}/{run_id}", kind="build", minute=minute, digest_=None, **body.model_dump())
+
+    def deploy(self, d: str | None, *, minute: float = 0, env: str = "prod", physical: str = "eu-west",
+               cluster: str = "aks-prod-1", name: str = "payments-api", status: str = "deployed",
+               risks: list[str] | None = None, asserted_by: str | None = None) -> ArtifactEvent:
+        body = DeploymentBody(logical_environment=env, physical_environment=physical, cluster=cluster,
+                              deployment_name=name, status=status, runtime_risks=risks or [],  # type: ignore[arg-type]
+                              risks_asserted_by=asserted_by, tags={"team": "payments"})
+        key = d if d is not None else slot_key(env, physical, cluster, name)
+        return self._event(key=key, kind="deployment", minute=minute, digest_=d, **body.model_dump())
+
+    def link(self, index: str, platform: str, *, minute: float = 0, arch: str = "linux/amd64") -> ArtifactEvent:
+        body = LinkBody(index_digest=index, platform_digest=platform, platform=arch)
+        return self._event(key=index, kind="link", minute=minute, digest_=index, **body.model_dump())
+
+    def alert(self, subject: str, *, minute: float = 0, alert_key: str | None = None, vuln: str = "CVE-2025-0001",
+              severity: str = "high", cvss: float | None = 7.5, epss: float | None = 0.1, state: str = "open",
+              repository: str | None = None, tool: str = "trivy") -> ArtifactEvent:
+        scope = "repository" if repository else "digest"
+        key = repo_key(repository) if repository else subject
+        body = AlertBody(alert_key=alert_key or f"{tool}:{vuln}:{key}", scope=scope, repository=repository,  # type: ignore[arg-type]
+                         vulnerability_id=vuln, severity=severity, cvss_score=cvss, epss=epss, state=state,  # type: ignore[arg-type]
+                         tool=tool, package_name="openssl", title=f"{vuln} in openssl")
+        return self._event(key=key, kind="alert", minute=minute, digest_=None if repository else subject, **body.model_dump())
