@@ -1,0 +1,143 @@
+"""The whole system, end to end: a realistic sequence posted to the running connectors, the final linked
+state read back from the enriched topic and from ClickHouse, and every fact compared with the expected
+linked view."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from linked_artifacts import bootstrap, topics
+from linked_artifacts.avro import AvroCodec, SchemaRegistry
+from pipeline.derive import linked_view
+from pipeline.state import LinkedArtifactState
+from tests.conftest import Services
+from tests.integration.e2e_story import AMD64, ARM64, COMMIT, CVE, INDEX, REPO, RUN_ID, post_all, story
+
+pytestmark = pytest.mark.integration
+
+AKS = "slot:prod/westeurope/aks-prod-weu-1/payments-payments-api-app"
+GKE = "slot:prod/us-east1/gke-prod-use-1/payments-payments-api-app"
+
+
+def _tokens(services: Services) -> dict[str, str]:
+    names = ["github_webhook_secret", "artifactory_secret", "metadata_write_token", "cloudevents_token",
+             "scans_token", "attestations_token", "query_token"]
+    return {name: services.token(name) for name in names}
+
+
+def _wait(check: Callable[[], Any], *, timeout: float = 90, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+async def _latest_states(services: Services, keys: set[str]) -> dict[str, LinkedArtifactState]:
+    """The last record per key on the enriched (compacted) topic."""
+    settings = services.settings
+    codec = AvroCodec(SchemaRegistry(settings.schema_registry_url),
+                      subject=bootstrap.subject_for(settings, "linked_artifact"), schema_name="linked_artifact",
+                      model=LinkedArtifactState)
+    consumer = AIOKafkaConsumer(topics.enriched_topic(settings), bootstrap_servers=settings.kafka_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    latest: dict[str, LinkedArtifactState] = {}
+    try:
+        await consumer.seek_to_beginning()
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    key = record.key.decode()
+                    if key in keys:
+                        latest[key] = codec.decode(record.value)
+    finally:
+        await consumer.stop()
+    return latest
+
+
+def _effective_deployments(view: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    return {d["slot"]: (d["active"], d["status"]) for d in view["effective"]["deployments"]}
+
+
+def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(services: Services) -> None:
+    tokens = _tokens(services)
+    with httpx.Client(base_url=services.connectors_url, timeout=30) as client:
+        answers = post_all(client, story(tokens))
+    assert all(status in (200, 202) for _, status, _ in answers), answers
+
+    query = httpx.Client(base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"})
+
+    def settled() -> dict[str, Any] | None:
+        response = query.get(f"/v1/state/{INDEX}")
+        if response.status_code != 200:
+            return None
+        view: dict[str, Any] = response.json()
+        alerts = view["effective"]["alerts"]
+        builds = view["builds"]
+        done = (alerts and builds and builds[0].get("workflow_run", {}).get("status") == "completed"
+                and len(view["linked_digests"]) == 2)
+        return view if done else None
+
+    view = _wait(settled, what="the index's state to include alerts, the run and both platforms")
+
+    # Storage: Artifactory's list manifest and GHCR's package (GitHub publish + runtime observation) merge
+    # into one location each; the redelivered GitHub delivery adds nothing.
+    locations = {(s["registry_url"].rstrip("/"), s["repository"], s["path"]): s for s in view["storage"]}
+    assert set(locations) == {
+        ("https://acme.jfrog.io/artifactory", "docker-prod-local", "acme/payments-api/1.42.0/list.manifest.json"),
+        ("https://ghcr.io", "acme/payments-api", ""),
+    }
+    assert all(s["status"] == "active" for s in view["storage"])
+    assert {t["tag"] for s in view["storage"] for t in s["tags"]} == {"1.42.0"}
+
+    # Builds: the provenance and the workflow run (completed, despite the older in_progress arriving last)
+    # are one build.
+    (build,) = view["builds"]
+    assert build["repository"] == REPO and build["commit"] == COMMIT
+    assert build["workflow_run"]["id"] == RUN_ID
+    assert (build["workflow_run"]["status"], build["workflow_run"]["conclusion"]) == ("completed", "success")
+    assert build["provenance"]["predicate_type"] == "https://slsa.dev/provenance/v1"
+    assert build["builder_id"].endswith("release.yml@refs/heads/main")
+
+    # Deployments: gke active with its risk; aks decommissioned, and the older late deploy did not revive it.
+    deployments = _effective_deployments(view)
+    assert deployments[GKE] == (True, "deployed")
+    assert deployments[AKS] == (False, "decommissioned")
+    assert view["effective"]["deployed"] is True
+    assert view["effective"]["runtime_risks"] == ["lateral-movement"]
+    assert view["effective"]["environments"] == ["prod"]
+
+    # Alerts: the scan named the arm64 platform; it reaches the index, once despite the duplicate report.
+    (alert,) = view["effective"]["alerts"]
+    assert alert["vulnerability_id"] == CVE and alert["severity"] == "critical"
+    assert alert["via"] == ARM64 and alert["via_kind"] == "platform"
+    assert alert["cvss_score"] == pytest.approx(9.8) and alert["epss"] == pytest.approx(0.91)
+
+    # Links: both platforms, and the deployment context reaches each platform digest.
+    assert {d["digest"] for d in view["linked_digests"]} == {AMD64, ARM64}
+    for platform in (AMD64, ARM64):
+        platform_view = _wait(lambda p=platform: (r := query.get(f"/v1/state/{p}")).status_code == 200
+                              and _effective_deployments(r.json()).get(GKE) == (True, "deployed") and r.json(),
+                              what=f"deployment context on {platform}")
+        assert _effective_deployments(platform_view)[AKS] == (False, "decommissioned")
+
+    # The enriched topic's latest record per digest is exactly the worker's state.
+    latest = asyncio.run(_latest_states(services, {INDEX, AMD64, ARM64}))
+    final = query.get(f"/v1/state/{INDEX}").json()
+    assert linked_view(latest[INDEX]) == final
