@@ -45,9 +45,9 @@ class Poison:
 
 @dataclass
 class BatchResult:
-    states: dict[str, tuple[int, LinkedArtifactState]] = field(
-        default_factory=dict
-    )  # key -> (partition, state)
+    # key -> (partition, state): `states` changed in this batch, `touched` were in it, changed or not.
+    states: dict[str, tuple[int, LinkedArtifactState]] = field(default_factory=dict)
+    touched: dict[str, tuple[int, LinkedArtifactState]] = field(default_factory=dict)
     derived: list[Derived] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
     events: int = 0
@@ -98,6 +98,7 @@ class Processor:
                 log.warning("poison record %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
                 result.poison.append(Poison(record, str(exc), code))
         for key, after in current.items():
+            result.touched[key] = (partitions[key], after)
             if changed(before[key], after):
                 result.states[key] = (partitions[key], after)
                 result.derived.extend(derived_from(before[key], after))

@@ -25,6 +25,7 @@ from linked_artifacts import bootstrap, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import Settings
+from pipeline.derive import outgoing
 from pipeline.processor import BatchResult, Processor, Record
 from pipeline.state import LinkedArtifactState, key_role
 
@@ -69,9 +70,12 @@ class Linker:
         )
         # Raw bytes in and out of the changelog (the value is the state's canonical JSON); set before the
         # changelog topic is first built, so recovery decodes with the same codec.
-        self.table.key_serializer = "raw"
-        self.table.value_serializer = "raw"
+        table: Any = self.table  # the serializer attributes are on the implementation, not on TableT
+        table.key_serializer = "raw"
+        table.value_serializer = "raw"
         self.cache: dict[str, LinkedArtifactState] = {}
+        # Keys whose outgoing effects were re-sent since this worker got its partitions (see handle()).
+        self.refreshed: set[str] = set()
         self.processed = 0
         self.published = 0
 
@@ -89,18 +93,30 @@ class Linker:
     def forget(self) -> None:
         """On rebalance: another worker may own (and change) a key we cached."""
         self.cache.clear()
+        self.refreshed.clear()
 
     async def handle(self, records: list[Record]) -> BatchResult:
         result = self.processor.process(records, self.lookup)
+        derived = list(result.derived)
         for key, (partition, state) in result.states.items():
             data = state.model_dump_json().encode()
             self.table.data[key.encode()] = data
             self.table.send_changelog(partition, key.encode(), data)
             self.cache[key] = state
-            if key_role(key) == "digest":
+        for key, (_, state) in result.touched.items():
+            # After a crash, records past the last commit are replayed. Their changelog write may have
+            # landed while the enriched record or a derived message did not (sends to different
+            # partitions are not atomic), and a replayed record then changes nothing. So the first time a
+            # key is touched after assignment, everything it stands behind is sent again; the receivers
+            # are idempotent (versioned snapshots, last-record-wins topic).
+            first_touch = key not in self.refreshed
+            if first_touch:
+                self.refreshed.add(key)
+                derived = [d for d in derived if d.origin_key != key] + outgoing(state)
+            if key_role(key) == "digest" and (first_touch or key in result.states):
                 await self.enriched.send(key=key.encode(), value=self.enriched_codec.encode(state))
                 self.published += 1
-        for message in result.derived:
+        for message in derived:
             await self.derived.send(key=message.target_key.encode(), value=message.model_dump_json().encode())
         for poison in result.poison:
             letter = DeadLetter(
