@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 import uvicorn
 from fastapi import FastAPI, Header, Path, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -160,7 +161,7 @@ def load_parsers(overrides: Mapping[str, Parser] | None = None) -> dict[str, Par
     return parsers
 
 
-class _RequestLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _RequestLog(logging.LoggerAdapter[logging.Logger]):
     """Puts the endpoint and delivery id on every line, as text and as record attributes."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
@@ -396,7 +397,7 @@ async def _publish(
     event_ids = [e.event_id for e in result.events]
     rlog.info("accepted %d events, %d attestations", len(event_ids), len(result.attestations))
     if result.response is not None:
-        return JSONResponse(result.response, status_code=200)
+        return JSONResponse(jsonable_encoder(result.response), status_code=200)
     return JSONResponse(Accepted(accepted=len(event_ids), event_ids=event_ids).model_dump(), status_code=202)
 
 

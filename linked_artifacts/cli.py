@@ -102,6 +102,23 @@ def connectors() -> None:
     run(settings)
 
 
+@main.command()
+@click.option("--since", type=click.DateTime(), default=None, help="Only dead letters received at or after (UTC).")
+@click.option("--endpoint", default=None, help="Only dead letters of this endpoint path, e.g. /webhooks/github.")
+@click.option("--dry-run", is_flag=True, help="List what would be resent; send nothing.")
+@friendly_errors
+def replay(since: Any, endpoint: str | None, dry_run: bool) -> None:
+    """Resend dead-lettered input to the running connectors, after a fix. Reads the dead-letter topic from
+    the beginning and POSTs each raw body with its stored headers (and the current token)."""
+    from datetime import UTC
+
+    from connectors.deadletter import replay as run_replay
+
+    when = since.replace(tzinfo=UTC) if since is not None else None
+    summary = run_replay(_settings(), since=when, endpoint=endpoint, dry_run=dry_run)
+    sys.exit(1 if summary.failed else 0)
+
+
 @main.command("settings")
 @click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
 @click.option("--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values).")

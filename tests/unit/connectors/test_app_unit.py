@@ -534,3 +534,23 @@ def test_no_input_makes_a_5xx_other_than_503(
         assert response.headers.get("Retry-After")
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"code", "message", "field"}
+
+
+def test_real_metadata_api_parser_answers_200_with_githubs_record_shape(publisher: MemoryPublisher) -> None:
+    app = create_app(make_settings(), publisher=publisher)  # the real source parsers
+    body = {
+        "name": "acme/payments-api",
+        "digest": DIGEST,
+        "registry_url": "https://acme.jfrog.io/artifactory/",
+        "repository": "docker-prod-local",
+    }
+    with TestClient(app) as client:
+        response = client.post(
+            "/orgs/acme/artifacts/metadata/storage-record",
+            content=json.dumps(body),
+            headers={**JSON, "Authorization": "Bearer meta-write"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["total_count"] == 1
+    assert response.json()["storage_records"][0]["digest"] == DIGEST
+    assert [e.digest for e in publisher.events] == [DIGEST]
