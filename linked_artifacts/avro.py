@@ -72,7 +72,9 @@ class SchemaRegistry:
             cached = self._ids.get((subject, text))
         if cached is not None:
             return cached
-        body = self._call("POST", f"/subjects/{subject}/versions", json={"schema": text, "schemaType": "AVRO"})
+        body = self._call(
+            "POST", f"/subjects/{subject}/versions", json={"schema": text, "schemaType": "AVRO"}
+        )
         schema_id = int(body["id"])
         with self._lock:
             self._ids[(subject, text)] = schema_id
@@ -85,7 +87,9 @@ class SchemaRegistry:
     def is_compatible(self, subject: str, schema: dict[str, Any]) -> bool:
         text = json.dumps(schema, separators=(",", ":"), sort_keys=True)
         body = self._call(
-            "POST", f"/compatibility/subjects/{subject}/versions/latest", json={"schema": text, "schemaType": "AVRO"}
+            "POST",
+            f"/compatibility/subjects/{subject}/versions/latest",
+            json={"schema": text, "schemaType": "AVRO"},
         )
         return bool(body.get("is_compatible"))
 

@@ -100,7 +100,8 @@ def _record(model: type[BaseModel], seen: set[str]) -> AvroType:
 
 def generate(model: type[BaseModel]) -> dict[str, Any]:
     schema = _record(model, set())
-    assert isinstance(schema, dict)
+    if not isinstance(schema, dict):
+        raise TypeError(f"{model.__name__} did not generate a record schema")
     return schema
 
 

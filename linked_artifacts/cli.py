@@ -33,7 +33,9 @@ def friendly_errors(func: F) -> F:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            click.echo(f"error: setting {where}: {first['msg']} (see `linked-artifacts settings --help`)", err=True)
+            click.echo(
+                f"error: setting {where}: {first['msg']} (see `linked-artifacts settings --help`)", err=True
+            )
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted.", err=True)
@@ -103,8 +105,12 @@ def connectors() -> None:
 
 
 @main.command()
-@click.option("--since", type=click.DateTime(), default=None, help="Only dead letters received at or after (UTC).")
-@click.option("--endpoint", default=None, help="Only dead letters of this endpoint path, e.g. /webhooks/github.")
+@click.option(
+    "--since", type=click.DateTime(), default=None, help="Only dead letters received at or after (UTC)."
+)
+@click.option(
+    "--endpoint", default=None, help="Only dead letters of this endpoint path, e.g. /webhooks/github."
+)
 @click.option("--dry-run", is_flag=True, help="List what would be resent; send nothing.")
 @friendly_errors
 def replay(since: Any, endpoint: str | None, dry_run: bool) -> None:
@@ -121,7 +127,9 @@ def replay(since: Any, endpoint: str | None, dry_run: bool) -> None:
 
 @main.command("settings")
 @click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
-@click.option("--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values).")
+@click.option(
+    "--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values)."
+)
 @friendly_errors
 def show_settings(show_secrets: bool, markdown: bool) -> None:
     """Print every setting, its effective value and what it does."""
@@ -149,7 +157,9 @@ def settings_markdown() -> str:
 
 
 @main.command()
-@click.option("--check", is_flag=True, help="Fail if schemas/ differs from the models instead of rewriting it.")
+@click.option(
+    "--check", is_flag=True, help="Fail if schemas/ differs from the models instead of rewriting it."
+)
 @friendly_errors
 def schemas(check: bool) -> None:
     """Regenerate the Avro schemas in schemas/ from the pydantic event models."""
@@ -162,7 +172,9 @@ def schemas(check: bool) -> None:
             if avro_schema.render(avro_schema.generate(model)) != avro_schema.schema_path(name).read_text()
         ]
         if stale:
-            raise LinkedArtifactsError(f"schemas out of date: {', '.join(stale)}. Fix: run `linked-artifacts schemas`.")
+            raise LinkedArtifactsError(
+                f"schemas out of date: {', '.join(stale)}. Fix: run `linked-artifacts schemas`."
+            )
         click.echo("schemas match the models.")
         return
     changed = avro_schema.write_all()

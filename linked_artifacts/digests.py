@@ -30,8 +30,12 @@ def normalise_digest(value: str, *, field: str = "digest") -> str:
         return "sha256:" + match.group(1).lower()
     if ":" in text and not text.startswith("sha256"):
         algorithm = text.split(":", 1)[0]
-        raise InvalidDigest(f"{field}: only sha256 digests are supported, got algorithm {algorithm!r}", field=field)
-    raise InvalidDigest(f"{field}: {value[:100]!r} is not a sha256 digest (expected sha256:<64 hex>)", field=field)
+        raise InvalidDigest(
+            f"{field}: only sha256 digests are supported, got algorithm {algorithm!r}", field=field
+        )
+    raise InvalidDigest(
+        f"{field}: {value[:100]!r} is not a sha256 digest (expected sha256:<64 hex>)", field=field
+    )
 
 
 def is_digest(value: str) -> bool:

@@ -31,7 +31,16 @@ Source = Literal[
 ]
 StorageStatus = Literal["active", "eol", "deleted"]
 StorageAction = Literal[
-    "deployed", "deleted", "moved", "copied", "pushed", "promoted", "published", "updated", "record", "observed"
+    "deployed",
+    "deleted",
+    "moved",
+    "copied",
+    "pushed",
+    "promoted",
+    "published",
+    "updated",
+    "record",
+    "observed",
 ]
 DeploymentStatus = Literal["deployed", "decommissioned"]
 RuntimeRisk = Literal["critical-resource", "internet-exposed", "lateral-movement", "sensitive-data"]
@@ -39,7 +48,12 @@ Severity = Literal["critical", "high", "medium", "low", "negligible", "unknown"]
 AlertState = Literal["open", "fixed", "dismissed"]
 AlertScope = Literal["digest", "repository"]
 
-RUNTIME_RISKS: tuple[RuntimeRisk, ...] = ("critical-resource", "internet-exposed", "lateral-movement", "sensitive-data")
+RUNTIME_RISKS: tuple[RuntimeRisk, ...] = (
+    "critical-resource",
+    "internet-exposed",
+    "lateral-movement",
+    "sensitive-data",
+)
 
 
 class _Frozen(BaseModel):
@@ -49,8 +63,12 @@ class _Frozen(BaseModel):
 class StorageBody(_Frozen):
     """Where an artifact is stored. A location is (registry_url, repository, path)."""
 
-    registry: str = Field(description="Registry kind, e.g. jfrog-artifactory, ghcr, github-packages, docker-hub.")
-    registry_url: str = Field(description="Base URL of the registry, e.g. https://acme.jfrog.io/artifactory/.")
+    registry: str = Field(
+        description="Registry kind, e.g. jfrog-artifactory, ghcr, github-packages, docker-hub."
+    )
+    registry_url: str = Field(
+        description="Base URL of the registry, e.g. https://acme.jfrog.io/artifactory/."
+    )
     repository: str = Field(description="Repository within the registry (not the GitHub repository).")
     path: str | None = Field(default=None, description="Path of the artifact within the repository.")
     artifact_url: str | None = Field(default=None, description="URL of the stored artifact.")

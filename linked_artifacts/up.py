@@ -66,8 +66,9 @@ class System:
         self._stop = threading.Event()
         self._warehouse: object | None = None
 
-    def _service(self, name: str, module: str, argv: list[str], *, ready_url: str, port_setting: str,
-                 port: int) -> None:
+    def _service(
+        self, name: str, module: str, argv: list[str], *, ready_url: str, port_setting: str, port: int
+    ) -> None:
         if importlib.util.find_spec(module) is None:
             return
         require_free(self.settings.http_host, port, what=name, setting=port_setting)
@@ -95,16 +96,22 @@ class System:
         host = self.settings.http_host
         if importlib.util.find_spec("pipeline.worker") is not None:
             self._service(
-                "worker", "pipeline.worker", ["worker"],
+                "worker",
+                "pipeline.worker",
+                ["worker"],
                 ready_url=f"http://{host}:{self.settings.query_port}/healthz",
-                port_setting="LINKED_ARTIFACTS_QUERY_PORT", port=self.settings.query_port,
+                port_setting="LINKED_ARTIFACTS_QUERY_PORT",
+                port=self.settings.query_port,
             )
         else:
             self._open_clickhouse()
         self._service(
-            "connectors", "connectors.app", ["connectors"],
+            "connectors",
+            "connectors.app",
+            ["connectors"],
             ready_url=f"http://{host}:{self.settings.connectors_port}/healthz",
-            port_setting="LINKED_ARTIFACTS_CONNECTORS_PORT", port=self.settings.connectors_port,
+            port_setting="LINKED_ARTIFACTS_CONNECTORS_PORT",
+            port=self.settings.connectors_port,
         )
 
     def _open_clickhouse(self) -> None:
@@ -117,8 +124,14 @@ class System:
         version = client.server_version
         self._warehouse = client
         where = self.settings.clickhouse_url or self.settings.clickhouse_dsn
-        self.parts.append(Part(f"clickhouse {version}", where, "embedded" if self.settings.embedded_clickhouse
-                               else "external", time.monotonic() - started))
+        self.parts.append(
+            Part(
+                f"clickhouse {version}",
+                where,
+                "embedded" if self.settings.embedded_clickhouse else "external",
+                time.monotonic() - started,
+            )
+        )
 
     def watch(self) -> None:
         """Block until a signal arrives or a child dies."""

@@ -11,6 +11,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -43,6 +44,36 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
     return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status)
 
 
+@dataclass
+class QueryContext:
+    """What every route needs: settings, the warehouse (one session per thread), the stream processor."""
+
+    settings: Settings
+    warehouse: Warehouse | None
+    linker: Linker | None
+    sink: ClickHouseSink | None
+    local: threading.local = field(default_factory=threading.local)
+
+    def session(self) -> Warehouse:
+        if self.warehouse is None:
+            raise HTTPException(503, "this worker runs without ClickHouse (started with --no-sink)")
+        if not hasattr(self.local, "warehouse"):
+            self.local.warehouse = self.warehouse.session()
+        found: Warehouse = self.local.warehouse
+        return found
+
+    async def in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    def require_token(self, request: Request) -> None:
+        expected = self.settings.secret("query_token")
+        if expected is None:
+            raise HTTPException(503, "no query token configured: set LINKED_ARTIFACTS_QUERY_TOKEN")
+        supplied = request.headers.get("authorization", "")
+        if not hmac.compare_digest(supplied.encode(), f"Bearer {expected}".encode()):
+            raise HTTPException(401, "a valid query token is required: Authorization: Bearer <query_token>")
+
+
 def create_query_api(
     settings: Settings,
     *,
@@ -51,31 +82,26 @@ def create_query_api(
     sink: ClickHouseSink | None = None,
 ) -> FastAPI:
     api = FastAPI(title="Linked Artifacts query API", version="1")
-    local = threading.local()
-
-    def session() -> Warehouse:
-        if warehouse is None:
-            raise HTTPException(503, "this worker runs without ClickHouse (started with --no-sink)")
-        if not hasattr(local, "warehouse"):
-            local.warehouse = warehouse.session()
-        found: Warehouse = local.warehouse
-        return found
-
-    async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(func, *args, **kwargs)
-
-    def require_token(request: Request) -> None:
-        expected = settings.secret("query_token")
-        if expected is None:
-            raise HTTPException(503, "no query token configured: set LINKED_ARTIFACTS_QUERY_TOKEN")
-        supplied = request.headers.get("authorization", "")
-        if not hmac.compare_digest(supplied.encode(), f"Bearer {expected}".encode()):
-            raise HTTPException(401, "a valid query token is required: Authorization: Bearer <query_token>")
+    ctx = QueryContext(settings, warehouse, linker, sink)
 
     @api.exception_handler(LinkedArtifactsError)
     async def on_error(request: Request, exc: LinkedArtifactsError) -> JSONResponse:
         return _error(exc.status or 400, exc.code, exc.message, exc.field)
 
+    _health_routes(api, ctx)
+    _artifact_routes(api, ctx)
+    _query_routes(api, ctx)
+    return api
+
+
+def _digest(value: str) -> str:
+    try:
+        return normalise_digest(value)
+    except InvalidDigest as exc:
+        raise HTTPException(422, exc.message) from exc
+
+
+def _health_routes(api: FastAPI, ctx: QueryContext) -> None:
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -83,9 +109,9 @@ def create_query_api(
     @api.get("/readyz")
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
-        if warehouse is not None:
+        if ctx.warehouse is not None:
             try:
-                await in_thread(lambda: session().query("SELECT 1"))
+                await ctx.in_thread(lambda: ctx.session().query("SELECT 1"))
                 checks["clickhouse"] = "ok"
             except Exception as exc:  # noqa: BLE001 - report, don't raise
                 checks["clickhouse"] = f"unavailable: {exc}"
@@ -94,64 +120,73 @@ def create_query_api(
 
     @api.get("/metrics")
     async def metrics() -> Response:
-        registry = CollectorRegistry()
-        if linker is not None:
-            Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(
-                linker.processed)
-            Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
-        if sink is not None:
-            for name, value in vars(sink.stats).items():
-                Gauge(f"la_sink_{name}", f"ClickHouse sink {name}", registry=registry).set(value)
-        return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(_metrics_text(ctx), media_type="text/plain; version=0.0.4")
 
-    @api.get("/v1/state/{key:path}", dependencies=[Depends(require_token)])
+
+def _metrics_text(ctx: QueryContext) -> str:
+    registry = CollectorRegistry()
+    linker, sink = ctx.linker, ctx.sink
+    if linker is not None:
+        Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
+        Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
+        owned = Gauge(
+            "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
+        )
+        for topic, partition in sorted(linker.assigned):
+            if topic == linker.events_topic:
+                owned.labels(partition=str(partition)).set(1)
+    if sink is not None:
+        for name, value in vars(sink.stats).items():
+            Gauge(f"la_sink_{name}", f"ClickHouse sink {name}", registry=registry).set(value)
+    return generate_latest(registry).decode()
+
+
+def _artifact_routes(api: FastAPI, ctx: QueryContext) -> None:
+    auth = [Depends(ctx.require_token)]
+
+    @api.get("/v1/state/{key:path}", dependencies=auth)
     async def stream_state(key: str) -> dict[str, Any]:
         """The stream processor's current linked state of a key (from its table), if this worker owns it."""
-        if linker is None:
-            raise HTTPException(404, "no stream processor in this process")
-        state = linker.lookup(key)
+        state = ctx.linker.lookup(key) if ctx.linker is not None else None
         if state is None:
             raise HTTPException(404, f"no state for {key} on this worker")
         return state_view(state)
 
-    def _digest(value: str) -> str:
-        try:
-            return normalise_digest(value)
-        except InvalidDigest as exc:
-            raise HTTPException(422, exc.message) from exc
-
-    @api.get("/v1/artifacts/{digest}", dependencies=[Depends(require_token)])
+    @api.get("/v1/artifacts/{digest}", dependencies=auth)
     async def artifact(digest: str, history_limit: int = 50) -> Any:
         from history.linked_view import linked_view
 
-        view = await in_thread(linked_view, session(), _digest(digest), history_limit=history_limit)
+        view = await ctx.in_thread(linked_view, ctx.session(), _digest(digest), history_limit=history_limit)
         if view is None:
             return _error(404, "unknown_digest", f"nothing is known about {digest}; has anything sent it?")
         return view
 
-    @api.get("/v1/artifacts/{digest}/storage-records", dependencies=[Depends(require_token)])
+    @api.get("/v1/artifacts/{digest}/storage-records", dependencies=auth)
     async def storage_records(digest: str) -> Any:
         from history.linked_view import storage_records as records
 
-        return await in_thread(records, session(), _digest(digest))
+        return await ctx.in_thread(records, ctx.session(), _digest(digest))
 
-    @api.get("/v1/artifacts/{digest}/deployment-records", dependencies=[Depends(require_token)])
+    @api.get("/v1/artifacts/{digest}/deployment-records", dependencies=auth)
     async def deployment_records(digest: str) -> Any:
         from history.linked_view import deployment_records as records
 
-        return await in_thread(records, session(), _digest(digest))
+        return await ctx.in_thread(records, ctx.session(), _digest(digest))
 
-    @api.get("/v1/alerts", dependencies=[Depends(require_token)])
+
+def _query_routes(api: FastAPI, ctx: QueryContext) -> None:
+    auth = [Depends(ctx.require_token)]
+
+    @api.get("/v1/alerts", dependencies=auth)
     async def alerts(q: str = "", limit: int = 50, offset: int = 0) -> Any:
         from history.alerts import alerts as ranked
 
-        return await in_thread(ranked, session(), q, limit=min(limit, 1000), offset=offset)
+        return await ctx.in_thread(ranked, ctx.session(), q, limit=min(limit, 1000), offset=offset)
 
-    @api.post("/v1/sql", dependencies=[Depends(require_token)])
+    @api.post("/v1/sql", dependencies=auth)
     async def sql(request: SqlRequest) -> Any:
         from history.sql import run_readonly_sql
 
-        return await in_thread(run_readonly_sql, session(), request.sql, max_rows=request.max_rows,
-                               max_seconds=request.max_seconds)
-
-    return api
+        return await ctx.in_thread(
+            run_readonly_sql, ctx.session(), request.sql, max_rows=request.max_rows, max_seconds=request.max_seconds
+        )

@@ -98,16 +98,18 @@ class ClickHouseSink:
         self._stopping.set()
 
     async def _flush(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        assert self.consumer is not None
+        if self.consumer is None:
+            raise RuntimeError("the sink's consumer is not running")
         events: list[ArtifactEvent] = []
         for record in records:
             try:
-                assert record.value is not None
-                events.append(self.codec.decode(record.value))
-            except (DecodeError, AssertionError) as exc:
+                events.append(self.codec.decode(record.value or b""))
+            except DecodeError as exc:
                 # The Faust worker dead-letters poison records; the sink only skips them.
                 self.stats.poison += 1
-                log.warning("sink skips undecodable record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
+                log.warning(
+                    "sink skips undecodable record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc
+                )
         first, last = records[0].offset, records[-1].offset
         token = f"{tp.topic}:{tp.partition}:{first}-{last}"
         unique = list({e.event_id: e for e in events}.values())
@@ -123,5 +125,10 @@ class ClickHouseSink:
         self.stats.batches += 1
         self.stats.rows += len(fresh)
         self.stats.last_flush = time.time()
-        log.debug("sink %s: %d rows (%d duplicates) in %.3fs", token, len(fresh), len(events) - len(fresh),
-                  time.monotonic() - started)
+        log.debug(
+            "sink %s: %d rows (%d duplicates) in %.3fs",
+            token,
+            len(fresh),
+            len(events) - len(fresh),
+            time.monotonic() - started,
+        )

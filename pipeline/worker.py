@@ -46,27 +46,42 @@ class Linker:
         self.events_topic = topics.events_topic(settings)
         self.derived_topic_name = topics.derived_topic(settings)
         event_codec = AvroCodec(
-            registry, subject=bootstrap.subject_for(settings, "artifact_event"),
-            schema_name="artifact_event", model=ArtifactEvent,
+            registry,
+            subject=bootstrap.subject_for(settings, "artifact_event"),
+            schema_name="artifact_event",
+            model=ArtifactEvent,
         )
         self.enriched_codec = AvroCodec(
-            registry, subject=bootstrap.subject_for(settings, "linked_artifact"),
-            schema_name="linked_artifact", model=LinkedArtifactState,
+            registry,
+            subject=bootstrap.subject_for(settings, "linked_artifact"),
+            schema_name="linked_artifact",
+            model=LinkedArtifactState,
         )
         self.dead_codec = AvroCodec(
-            registry, subject=bootstrap.subject_for(settings, "dead_letter"), schema_name="dead_letter",
+            registry,
+            subject=bootstrap.subject_for(settings, "dead_letter"),
+            schema_name="dead_letter",
             model=DeadLetter,
         )
-        self.processor = Processor(events_topic=self.events_topic, derived_topic=self.derived_topic_name,
-                                   codec=event_codec)
-        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-                               "value_serializer": "raw"}
+        self.processor = Processor(
+            events_topic=self.events_topic, derived_topic=self.derived_topic_name, codec=event_codec
+        )
+        raw: dict[str, Any] = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+        }
         self.source = app.topic(self.events_topic, self.derived_topic_name, **raw)
         self.derived = app.topic(self.derived_topic_name, **raw)
         self.enriched = app.topic(topics.enriched_topic(settings), **raw)
         self.dead = app.topic(topics.dead_letter_topic(settings), **raw)
         self.table = app.Table(
-            "linked-state", default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+            "linked-state",
+            default=None,
+            partitions=settings.topic_partitions,
+            key_type=bytes,
+            value_type=bytes,
         )
         # Raw bytes in and out of the changelog (the value is the state's canonical JSON); set before the
         # changelog topic is first built, so recovery decodes with the same codec.
@@ -76,6 +91,7 @@ class Linker:
         self.cache: dict[str, LinkedArtifactState] = {}
         # Keys whose outgoing effects were re-sent since this worker got its partitions (see handle()).
         self.refreshed: set[str] = set()
+        self.assigned: set[tuple[str, int]] = set()
         self.processed = 0
         self.published = 0
 
@@ -121,15 +137,21 @@ class Linker:
         for poison in result.poison:
             letter = DeadLetter(
                 dead_letter_id=f"{poison.record.topic}:{poison.record.partition}:{poison.record.offset}",
-                stage="worker", endpoint=poison.record.topic, reason=poison.reason, error_code=poison.code,
-                body=poison.record.value, received_at=datetime.now(tz=UTC),
+                stage="worker",
+                endpoint=poison.record.topic,
+                reason=poison.reason,
+                error_code=poison.code,
+                body=poison.record.value,
+                received_at=datetime.now(tz=UTC),
             )
             await self.dead.send(key=letter.dead_letter_id.encode(), value=self.dead_codec.encode(letter))
         self.processed += len(records)
         return result
 
 
-def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = True) -> tuple[faust.App, Linker]:
+def create_app(
+    settings: Settings, *, with_sink: bool = True, with_api: bool = True
+) -> tuple[faust.App, Linker]:
     data_dir = settings.data_dir / "faust"
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -165,10 +187,13 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         linker.forget()
+        linker.assigned -= {(tp.topic, tp.partition) for tp in (args[0] if args else ())}
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         linker.forget()
+        linker.assigned = {(tp.topic, tp.partition) for tp in (args[0] if args else ())}
+        log.info("assigned partitions: %s", sorted(p for t, p in linker.assigned if t == linker.events_topic))
 
     if with_sink:
         from history.client import Warehouse
@@ -177,7 +202,10 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
 
         warehouse = Warehouse.open(settings)
         sink = ClickHouseSink(
-            settings, topic=linker.events_topic, codec=linker.processor.codec, writer=WarehouseWriter(warehouse),
+            settings,
+            topic=linker.events_topic,
+            codec=linker.processor.codec,
+            writer=WarehouseWriter(warehouse),
         )
 
         @app.task
@@ -191,8 +219,12 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
 
         from pipeline.query_api import create_query_api
 
-        api = create_query_api(settings, warehouse=getattr(app, "linked_warehouse", None), linker=linker,
-                               sink=getattr(app, "linked_sink", None))
+        api = create_query_api(
+            settings,
+            warehouse=getattr(app, "linked_warehouse", None),
+            linker=linker,
+            sink=getattr(app, "linked_sink", None),
+        )
         serve_asgi(app, api, host=settings.http_host, port=settings.query_port, log_level="warning")
     return app, linker
 

@@ -50,7 +50,9 @@ def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
+        return (
+            subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -101,11 +103,15 @@ def _containers_stack(settings: Settings) -> Stack:
 
     kafka = KafkaContainer(f"apache/kafka:{settings.kafka_version}").with_kraft()
     kafka.start()
-    registry = DockerContainer(f"apicurio/apicurio-registry:{settings.registry_version}").with_exposed_ports(8080)
+    registry = DockerContainer(f"apicurio/apicurio-registry:{settings.registry_version}").with_exposed_ports(
+        8080
+    )
     registry.start()
     wait_for_logs(registry, "Listening on", timeout=120)
     url = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8080)}/apis/ccompat/v7"
-    live = settings.model_copy(update={"kafka_bootstrap_servers": kafka.get_bootstrap_server(), "registry_url": url})
+    live = settings.model_copy(
+        update={"kafka_bootstrap_servers": kafka.get_bootstrap_server(), "registry_url": url}
+    )
     return Stack(live, "testcontainers", containers=(kafka, registry))
 
 
@@ -206,8 +212,10 @@ def start_service(settings: Settings, name: str, *args: str, ready_path: str, po
     from linked_artifacts.stack.process import ManagedProcess
 
     proc = ManagedProcess(
-        name, [sys.executable, "-m", "linked_artifacts.cli", name, *args],
-        log_file=settings.data_dir / "logs" / f"{name}-{port}.log", env=service_env(settings),
+        name,
+        [sys.executable, "-m", "linked_artifacts.cli", name, *args],
+        log_file=settings.data_dir / "logs" / f"{name}-{port}.log",
+        env=service_env(settings),
     )
     proc.start()
     deadline = time.monotonic() + 180
@@ -227,8 +235,13 @@ def start_service(settings: Settings, name: str, *args: str, ready_path: str, po
 def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     data_dir = tmp_path_factory.mktemp("services")
     settings = stack.settings.model_copy(
-        update={"data_dir": data_dir, "connectors_port": free_port(), "query_port": free_port(),
-                "worker_id": "e2e-worker", "sink_flush_seconds": 0.5}
+        update={
+            "data_dir": data_dir,
+            "connectors_port": free_port(),
+            "query_port": free_port(),
+            "worker_id": "e2e-worker",
+            "sink_flush_seconds": 0.5,
+        }
     )
     worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)
     connectors = start_service(settings, "connectors", ready_path="/healthz", port=settings.connectors_port)

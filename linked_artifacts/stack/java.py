@@ -19,10 +19,14 @@ def java_major(java: str) -> int:
             [java, "-version"], capture_output=True, text=True, timeout=30, check=False
         )
     except OSError as exc:
-        raise StackError(f"cannot run {java}: {exc}. Fix: install Java 17+ (Debian: apt-get install openjdk-17-jre-headless).") from exc
+        raise StackError(
+            f"cannot run {java}: {exc}. Fix: install Java 17+ (Debian: apt-get install openjdk-17-jre-headless)."
+        ) from exc
     match = _VERSION.search(out.stderr + out.stdout)
     if not match:
-        raise StackError(f"cannot tell the Java version of {java}. Fix: point LINKED_ARTIFACTS_REGISTRY_JAVA at a JDK 17+.")
+        raise StackError(
+            f"cannot tell the Java version of {java}. Fix: point LINKED_ARTIFACTS_REGISTRY_JAVA at a JDK 17+."
+        )
     major = int(match.group(1))
     return int(match.group(2) or 0) if major == 1 else major
 

@@ -91,18 +91,32 @@ class LocalKafka:
     def prepare(self) -> None:
         """Check prerequisites and resolve artifacts; everything that can fail before a process starts."""
         self.java = find_java(minimum=KAFKA_JAVA, purpose="Apache Kafka 4")
-        require_free("127.0.0.1", self.settings.kafka_port, what="Kafka", setting="LINKED_ARTIFACTS_KAFKA_PORT")
         require_free(
-            "127.0.0.1", self.settings.kafka_controller_port, what="the Kafka controller",
+            "127.0.0.1", self.settings.kafka_port, what="Kafka", setting="LINKED_ARTIFACTS_KAFKA_PORT"
+        )
+        require_free(
+            "127.0.0.1",
+            self.settings.kafka_controller_port,
+            what="the Kafka controller",
             setting="LINKED_ARTIFACTS_KAFKA_CONTROLLER_PORT",
         )
-        self.classpath = maven.kafka_classpath(self.settings.cache_dir, self.settings.kafka_version, self.progress)
+        self.classpath = maven.kafka_classpath(
+            self.settings.cache_dir, self.settings.kafka_version, self.progress
+        )
 
     def _java_argv(self, main: str, *args: str, heap: str) -> list[str]:
         return [
-            self.java, f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
-            "-cp", self.classpath, main, *args,
+            self.java,
+            f"-Xmx{heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
+            "-cp",
+            self.classpath,
+            main,
+            *args,
         ]
 
     def _format_if_new(self, config: Path) -> None:
@@ -111,12 +125,13 @@ class LocalKafka:
         self.progress("formatting a new KRaft log directory")
         fmt = ManagedProcess(
             "kafka-format",
-            self._java_argv("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), heap="256m"),
+            self._java_argv(
+                "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), heap="256m"
+            ),
             log_file=self.settings.data_dir / "logs" / "kafka-format.log",
         )
         fmt.start()
-        assert fmt.proc is not None
-        if fmt.proc.wait(timeout=120) != 0:
+        if fmt.wait(timeout=120) != 0:
             raise StackError(f"formatting Kafka storage failed:\n{fmt.log_tail()}")
 
     def start(self, *, timeout: float = 90.0) -> None:
@@ -141,7 +156,10 @@ class LocalKafka:
             if asyncio.run(kafka_answers(self.bootstrap)):
                 return
             time.sleep(0.5)
-        raise StackError(f"Kafka did not become ready within {timeout:.0f}s. Its log: {self.settings.data_dir / 'logs' / 'kafka.log'}")
+        raise StackError(
+            f"Kafka did not become ready within {timeout:.0f}s. "
+            f"Its log: {self.settings.data_dir / 'logs' / 'kafka.log'}"
+        )
 
     def stop(self) -> None:
         if self.process is not None:

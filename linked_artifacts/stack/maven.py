@@ -44,7 +44,9 @@ def require_tool(name: str, *, fix: str) -> str:
 
 
 def _mvn(args: list[str], *, repo: Path, cwd: Path, progress: Progress) -> None:
-    mvn = require_tool("mvn", fix="install Maven 3.8+ (Debian: apt-get install maven), or configure external services.")
+    mvn = require_tool(
+        "mvn", fix="install Maven 3.8+ (Debian: apt-get install maven), or configure external services."
+    )
     cmd = [
         mvn,
         "-B",
@@ -57,7 +59,8 @@ def _mvn(args: list[str], *, repo: Path, cwd: Path, progress: Progress) -> None:
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        raise StackError("could not read Maven's output")
     tail: list[str] = []
     for line in proc.stdout:
         line = line.rstrip().removeprefix("[INFO] ")
@@ -126,7 +129,9 @@ def registry_jar(home: Path) -> Path:
     for candidate in [home / "quarkus-run.jar", *sorted(home.glob("*-runner.jar"))]:
         if candidate.is_file():
             return candidate
-    raise StackError(f"no runnable jar in {home}. Fix: delete that directory and start again to unpack it anew.")
+    raise StackError(
+        f"no runnable jar in {home}. Fix: delete that directory and start again to unpack it anew."
+    )
 
 
 def resource_text(name: str) -> str:

@@ -9,7 +9,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -23,8 +22,15 @@ def _die_with_parent() -> None:
 
 
 class ManagedProcess:
-    def __init__(self, name: str, argv: Sequence[str], *, log_file: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_file: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_file = log_file
@@ -37,7 +43,12 @@ class ManagedProcess:
         log = self.log_file.open("ab")
         # A session of its own: Ctrl-C in the terminal reaches only the supervisor, which stops children in order.
         self.proc = subprocess.Popen(  # noqa: S603 - argv built by us
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True,
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
         )
         log.close()
@@ -65,6 +76,11 @@ class ManagedProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+
+    def wait(self, *, timeout: float) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.proc.wait(timeout=timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_file.is_file():

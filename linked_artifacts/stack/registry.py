@@ -38,13 +38,22 @@ class LocalRegistry:
     def prepare(self) -> None:
         version = self.settings.registry_version
         self.java = find_java(
-            minimum=_minimum_java(version), explicit=self.settings.registry_java,
+            minimum=_minimum_java(version),
+            explicit=self.settings.registry_java,
             purpose=f"Apicurio Registry {version}",
         )
-        require_free("127.0.0.1", self.settings.registry_port, what="the schema registry",
-                     setting="LINKED_ARTIFACTS_REGISTRY_PORT")
-        require_free("127.0.0.1", self.settings.registry_port + 1, what="the registry's management interface",
-                     setting="LINKED_ARTIFACTS_REGISTRY_PORT")
+        require_free(
+            "127.0.0.1",
+            self.settings.registry_port,
+            what="the schema registry",
+            setting="LINKED_ARTIFACTS_REGISTRY_PORT",
+        )
+        require_free(
+            "127.0.0.1",
+            self.settings.registry_port + 1,
+            what="the registry's management interface",
+            setting="LINKED_ARTIFACTS_REGISTRY_PORT",
+        )
         self.home = maven.registry_home(self.settings.cache_dir, version, self.progress)
         self.jar = maven.registry_jar(self.home)
 
@@ -52,19 +61,29 @@ class LocalRegistry:
         self.data.mkdir(parents=True, exist_ok=True)
         port = self.settings.registry_port
         argv = [
-            self.java, f"-Xmx{self.settings.registry_heap}", "-Xms64m",
+            self.java,
+            f"-Xmx{self.settings.registry_heap}",
+            "-Xms64m",
             # Start-up speed over peak throughput: the registry serves a handful of lookups per process.
-            "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
-            f"-Dquarkus.http.port={port}", "-Dquarkus.http.host=127.0.0.1",
-            f"-Dquarkus.management.port={port + 1}", "-Dquarkus.management.host=127.0.0.1",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dquarkus.http.port={port}",
+            "-Dquarkus.http.host=127.0.0.1",
+            f"-Dquarkus.management.port={port + 1}",
+            "-Dquarkus.management.host=127.0.0.1",
             f"-Dapicurio.datasource.url=jdbc:h2:file:{(self.data / 'registry').resolve()}",
-            "-Dapicurio.datasource.jdbc.initial-size=2", "-Dapicurio.datasource.jdbc.min-size=2",
+            "-Dapicurio.datasource.jdbc.initial-size=2",
+            "-Dapicurio.datasource.jdbc.min-size=2",
             "-Dapicurio.datasource.jdbc.max-size=10",
-            "-Dquarkus.log.level=WARN", "-Dquarkus.log.category.\"io.quarkus\".level=INFO",
-            "-jar", str(self.jar),
+            "-Dquarkus.log.level=WARN",
+            '-Dquarkus.log.category."io.quarkus".level=INFO',
+            "-jar",
+            str(self.jar),
         ]
-        self.process = ManagedProcess("registry", argv, log_file=self.settings.data_dir / "logs" / "registry.log",
-                                      cwd=self.data)
+        self.process = ManagedProcess(
+            "registry", argv, log_file=self.settings.data_dir / "logs" / "registry.log", cwd=self.data
+        )
         self.process.start()
         self.wait_ready(timeout=timeout)
 

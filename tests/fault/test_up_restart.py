@@ -51,8 +51,11 @@ class Up:
     def start(self, timeout: float = 300) -> float:
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(BIN / "linked-artifacts"), "up"], env=self.env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            [str(BIN / "linked-artifacts"), "up"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -88,8 +91,13 @@ async def _produce(bootstrap: str, topic: str) -> None:
     for i in range(10):
         await producer.send_and_wait(topic, f"m{i}".encode(), key=f"k{i}".encode())
     await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="restart-test",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="restart-test",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     seen = 0
     while seen < 4:
@@ -100,8 +108,13 @@ async def _produce(bootstrap: str, topic: str) -> None:
 
 
 async def _read_back(bootstrap: str, topic: str) -> tuple[int, int]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="restart-test",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="restart-test",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     remaining = 0
     deadline = time.monotonic() + 20
@@ -127,8 +140,9 @@ def _clickhouse(dsn_dir: Path, sql: str) -> str:
         f"c=clickhouse_connect.get_client(dsn='chdb://{dsn_dir}');"
         "r=[c.command(s) for s in sys.argv[1].split(';') if s.strip()];print(r[-1])"
     )
-    return subprocess.run([sys.executable, "-c", code, sql], capture_output=True, text=True, check=True,
-                          timeout=120).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code, sql], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
 
 
 def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path) -> None:
@@ -140,8 +154,11 @@ def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path)
     up.kill(signal.SIGKILL)
 
     ch_dir = up.data / "clickhouse"
-    _clickhouse(ch_dir, "CREATE TABLE IF NOT EXISTS default.probe (x UInt32) ENGINE = MergeTree ORDER BY x;"
-                        "INSERT INTO default.probe VALUES (1),(2),(3);SELECT count() FROM default.probe")
+    _clickhouse(
+        ch_dir,
+        "CREATE TABLE IF NOT EXISTS default.probe (x UInt32) ENGINE = MergeTree ORDER BY x;"
+        "INSERT INTO default.probe VALUES (1),(2),(3);SELECT count() FROM default.probe",
+    )
 
     up.start()
     remaining, total = asyncio.run(_read_back(up.bootstrap, "restart-probe"))

@@ -28,7 +28,9 @@ from tests.unit.pipeline.factory import run_system
 pytestmark = pytest.mark.fault
 
 
-def _cloudevent_batches(token: str, *, batches: int, per_batch: int, seed: int) -> Iterator[tuple[bytes, dict[str, str]]]:
+def _cloudevent_batches(
+    token: str, *, batches: int, per_batch: int, seed: int
+) -> Iterator[tuple[bytes, dict[str, str]]]:
     rng = random.Random(seed)
     digests = ["sha256:" + f"{seed:04x}{i:060x}" for i in range(120)]
     clusters = ["aks-prod-weu-1", "gke-prod-use-1", "eks-staging-usw2-1"]
@@ -37,29 +39,48 @@ def _cloudevent_batches(token: str, *, batches: int, per_batch: int, seed: int) 
         for i in range(per_batch):
             cluster = rng.choice(clusters)
             kind = "decommission" if rng.random() < 0.15 else "deployment"
-            events.append({
-                "specversion": "1.0", "id": f"fault-{seed}-{b}-{i}", "source": "//fault.test/monitor",
-                "type": f"dev.linkedartifacts.{kind}.v1",
-                "time": f"2026-05-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z",
-                "data": {"digest": rng.choice(digests), "logical_environment": cluster.split("-")[1],
-                         "physical_environment": "r1", "cluster": cluster,
-                         "deployment_name": f"svc-{rng.randint(0, 30)}",
-                         "runtime_risks": rng.sample(["internet-exposed", "sensitive-data"], rng.randint(0, 2))},
-            })
-        yield json.dumps(events).encode(), {"Content-Type": "application/cloudevents-batch+json",
-                                             "Authorization": f"Bearer {token}"}
+            events.append(
+                {
+                    "specversion": "1.0",
+                    "id": f"fault-{seed}-{b}-{i}",
+                    "source": "//fault.test/monitor",
+                    "type": f"dev.linkedartifacts.{kind}.v1",
+                    "time": f"2026-05-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z",
+                    "data": {
+                        "digest": rng.choice(digests),
+                        "logical_environment": cluster.split("-")[1],
+                        "physical_environment": "r1",
+                        "cluster": cluster,
+                        "deployment_name": f"svc-{rng.randint(0, 30)}",
+                        "runtime_risks": rng.sample(
+                            ["internet-exposed", "sensitive-data"], rng.randint(0, 2)
+                        ),
+                    },
+                }
+            )
+        yield (
+            json.dumps(events).encode(),
+            {"Content-Type": "application/cloudevents-batch+json", "Authorization": f"Bearer {token}"},
+        )
 
 
 async def _all_events(settings: Settings) -> list[ArtifactEvent]:
-    codec = AvroCodec(SchemaRegistry(settings.schema_registry_url),
-                      subject=bootstrap.subject_for(settings, "artifact_event"), schema_name="artifact_event",
-                      model=ArtifactEvent)
+    codec = AvroCodec(
+        SchemaRegistry(settings.schema_registry_url),
+        subject=bootstrap.subject_for(settings, "artifact_event"),
+        schema_name="artifact_event",
+        model=ArtifactEvent,
+    )
     return [codec.decode(v) for _, v in await _drain(settings, topics.events_topic(settings))]
 
 
 async def _drain(settings: Settings, topic: str) -> list[tuple[str, bytes]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[tuple[str, bytes]] = []
     try:
@@ -78,32 +99,55 @@ async def _drain(settings: Settings, topic: str) -> list[tuple[str, bytes]]:
 
 
 def _sql(query_url: str, token: str, sql: str) -> list[list[Any]]:
-    response = httpx.post(f"{query_url}/v1/sql", json={"sql": sql, "format": "json"},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response = httpx.post(
+        f"{query_url}/v1/sql",
+        json={"sql": sql, "format": "json"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     response.raise_for_status()
     rows: list[list[Any]] = response.json()["rows"]
     return rows
 
 
 def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack, tmp_path: Any) -> None:
-    settings = stack.settings.model_copy(update={
-        "data_dir": tmp_path, "topic_prefix": "fault.", "worker_id": "fault-worker",
-        "connectors_port": free_port(), "query_port": free_port(), "sink_flush_seconds": 0.3,
-    })
+    settings = stack.settings.model_copy(
+        update={
+            "data_dir": tmp_path,
+            "topic_prefix": "fault.",
+            "worker_id": "fault-worker",
+            "connectors_port": free_port(),
+            "query_port": free_port(),
+            "sink_flush_seconds": 0.3,
+        }
+    )
     bootstrap.bootstrap(settings)
     connectors = start_service(settings, "connectors", ready_path="/healthz", port=settings.connectors_port)
     worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)
-    tokens = {n: settings.secret(n) or "" for n in ("github_webhook_secret", "artifactory_secret",
-              "metadata_write_token", "cloudevents_token", "scans_token", "attestations_token", "query_token")}
+    tokens = {
+        n: settings.secret(n) or ""
+        for n in (
+            "github_webhook_secret",
+            "artifactory_secret",
+            "metadata_write_token",
+            "cloudevents_token",
+            "scans_token",
+            "attestations_token",
+            "query_token",
+        )
+    }
     answers: list[int] = []
 
     def send() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.connectors_port}", timeout=30) as client:
             for round_ in range(3):
                 answers.extend(s for _, s, _ in post_all(client, story(tokens, tag=f"-r{round_}")))
-                for body, headers in _cloudevent_batches(tokens["cloudevents_token"], batches=10, per_batch=100,
-                                                         seed=round_):
-                    answers.append(client.post("/events/cloudevents", content=body, headers=headers).status_code)
+                for body, headers in _cloudevent_batches(
+                    tokens["cloudevents_token"], batches=10, per_batch=100, seed=round_
+                ):
+                    answers.append(
+                        client.post("/events/cloudevents", content=body, headers=headers).status_code
+                    )
 
     sender = threading.Thread(target=send)
     sender.start()
@@ -128,22 +172,32 @@ def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack
 
         _eventually(sunk, what="ClickHouse to hold every event")
         assert _sql(worker_url(settings), token, "SELECT count(), uniqExact(event_id) FROM events") == [
-            [len(distinct), len(distinct)]]
+            [len(distinct), len(distinct)]
+        ]
 
-        expected = {k: state_fingerprint(s) for k, s in run_system(events, max_steps=10_000_000).items()
-                    if key_role(k) == "digest"}
+        expected = {
+            k: state_fingerprint(s)
+            for k, s in run_system(events, max_steps=10_000_000).items()
+            if key_role(k) == "digest"
+        }
 
         def published() -> dict[str, str]:
-            codec = AvroCodec(SchemaRegistry(settings.schema_registry_url),
-                              subject=bootstrap.subject_for(settings, "linked_artifact"),
-                              schema_name="linked_artifact", model=LinkedArtifactState)
+            codec = AvroCodec(
+                SchemaRegistry(settings.schema_registry_url),
+                subject=bootstrap.subject_for(settings, "linked_artifact"),
+                schema_name="linked_artifact",
+                model=LinkedArtifactState,
+            )
             latest: dict[str, str] = {}
             for key, value in asyncio.run(_drain(settings, topics.enriched_topic(settings))):
                 latest[key] = state_fingerprint(codec.decode(value))
             return latest
 
-        _eventually(lambda: published() == expected, what="the enriched topic to match the crash-free states",
-                    timeout=120)
+        _eventually(
+            lambda: published() == expected,
+            what="the enriched topic to match the crash-free states",
+            timeout=120,
+        )
         assert kills >= 3
     finally:
         worker.stop()

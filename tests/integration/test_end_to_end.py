@@ -27,8 +27,15 @@ GKE = "slot:prod/us-east1/gke-prod-use-1/payments-payments-api-app"
 
 
 def _tokens(services: Services) -> dict[str, str]:
-    names = ["github_webhook_secret", "artifactory_secret", "metadata_write_token", "cloudevents_token",
-             "scans_token", "attestations_token", "query_token"]
+    names = [
+        "github_webhook_secret",
+        "artifactory_secret",
+        "metadata_write_token",
+        "cloudevents_token",
+        "scans_token",
+        "attestations_token",
+        "query_token",
+    ]
     return {name: services.token(name) for name in names}
 
 
@@ -46,16 +53,24 @@ def _wait(check: Callable[[], Any], *, timeout: float = 90, what: str) -> Any:
 async def _latest_states(services: Services, keys: set[str]) -> dict[str, LinkedArtifactState]:
     """The last record per key on the enriched (compacted) topic."""
     settings = services.settings
-    codec = AvroCodec(SchemaRegistry(settings.schema_registry_url),
-                      subject=bootstrap.subject_for(settings, "linked_artifact"), schema_name="linked_artifact",
-                      model=LinkedArtifactState)
-    consumer = AIOKafkaConsumer(topics.enriched_topic(settings), bootstrap_servers=settings.kafka_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    codec = AvroCodec(
+        SchemaRegistry(settings.schema_registry_url),
+        subject=bootstrap.subject_for(settings, "linked_artifact"),
+        schema_name="linked_artifact",
+        model=LinkedArtifactState,
+    )
+    consumer = AIOKafkaConsumer(
+        topics.enriched_topic(settings),
+        bootstrap_servers=settings.kafka_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     latest: dict[str, LinkedArtifactState] = {}
     try:
         await consumer.seek_to_beginning()
         ends = await consumer.end_offsets(list(consumer.assignment()))
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < end for tp, end in ends.items()])
 
@@ -81,7 +96,9 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
         answers = post_all(client, story(tokens))
     assert all(status in (200, 202) for _, status, _ in answers), answers
 
-    query = httpx.Client(base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"})
+    query = httpx.Client(
+        base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"}
+    )
 
     def settled() -> dict[str, Any] | None:
         response = query.get(f"/v1/state/{INDEX}")
@@ -90,8 +107,12 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
         view: dict[str, Any] = response.json()
         alerts = view["effective"]["alerts"]
         builds = view["builds"]
-        done = (alerts and builds and builds[0].get("workflow_run", {}).get("status") == "completed"
-                and len(view["linked_digests"]) == 2)
+        done = (
+            alerts
+            and builds
+            and builds[0].get("workflow_run", {}).get("status") == "completed"
+            and len(view["linked_digests"]) == 2
+        )
         return view if done else None
 
     view = _wait(settled, what="the index's state to include alerts, the run and both platforms")
@@ -100,7 +121,11 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
     # into one location each; the redelivered GitHub delivery adds nothing.
     locations = {(s["registry_url"].rstrip("/"), s["repository"], s["path"]): s for s in view["storage"]}
     assert set(locations) == {
-        ("https://acme.jfrog.io/artifactory", "docker-prod-local", "acme/payments-api/1.42.0/list.manifest.json"),
+        (
+            "https://acme.jfrog.io/artifactory",
+            "docker-prod-local",
+            "acme/payments-api/1.42.0/list.manifest.json",
+        ),
         ("https://ghcr.io", "acme/payments-api", ""),
     }
     assert all(s["status"] == "active" for s in view["storage"])
@@ -132,9 +157,14 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
     # Links: both platforms, and the deployment context reaches each platform digest.
     assert {d["digest"] for d in view["linked_digests"]} == {AMD64, ARM64}
     for platform in (AMD64, ARM64):
-        platform_view = _wait(lambda p=platform: (r := query.get(f"/v1/state/{p}")).status_code == 200
-                              and _effective_deployments(r.json()).get(GKE) == (True, "deployed") and r.json(),
-                              what=f"deployment context on {platform}")
+        platform_view = _wait(
+            lambda p=platform: (
+                (r := query.get(f"/v1/state/{p}")).status_code == 200
+                and _effective_deployments(r.json()).get(GKE) == (True, "deployed")
+                and r.json()
+            ),
+            what=f"deployment context on {platform}",
+        )
         assert _effective_deployments(platform_view)[AKS] == (False, "decommissioned")
 
     # The enriched topic's latest record per digest is exactly the worker's state.

@@ -105,9 +105,17 @@ def test_clickhouse_repeated_insert_with_same_token_adds_no_rows(clickhouse_dsn:
     )
     rows = [[i, f"row-{i}"] for i in range(1000)]
     for _ in range(3):
-        client.insert(f"{db}.rows", rows, column_names=["id", "name"],
-                      settings={"insert_deduplication_token": "partition-0:0-999"})
+        client.insert(
+            f"{db}.rows",
+            rows,
+            column_names=["id", "name"],
+            settings={"insert_deduplication_token": "partition-0:0-999"},
+        )
     assert client.query(f"SELECT count(), uniqExact(id) FROM {db}.rows").result_rows == [(1000, 1000)]
-    client.insert(f"{db}.rows", [[5000, "new"]], column_names=["id", "name"],
-                  settings={"insert_deduplication_token": "partition-0:1000-1000"})
+    client.insert(
+        f"{db}.rows",
+        [[5000, "new"]],
+        column_names=["id", "name"],
+        settings={"insert_deduplication_token": "partition-0:1000-1000"},
+    )
     assert client.query(f"SELECT count() FROM {db}.rows").result_rows == [(1001,)]

@@ -18,7 +18,7 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_config_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "la.toml"
-    config.write_text('kafka_port = 20000\nquery_port = 20001\n')
+    config.write_text("kafka_port = 20000\nquery_port = 20001\n")
     monkeypatch.setenv("LINKED_ARTIFACTS_CONFIG", str(config))
     monkeypatch.setenv("LINKED_ARTIFACTS_QUERY_PORT", "20002")
     settings = Settings()
@@ -51,5 +51,7 @@ def test_environment_secret_wins_over_generated_file(tmp_path: Path, monkeypatch
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     for name in Settings.model_fields:
-        assert f"LINKED_ARTIFACTS_{name.upper()}" in readme, f"README lacks {name}; paste `settings --markdown`"
+        assert f"LINKED_ARTIFACTS_{name.upper()}" in readme, (
+            f"README lacks {name}; paste `settings --markdown`"
+        )
     assert settings_markdown().splitlines()[2] in readme

@@ -12,10 +12,19 @@ BIN = Path(sys.executable).parent
 
 
 def _up(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": str(BIN), "HOME": os.environ.get("HOME", "/root"), "LINKED_ARTIFACTS_DATA_DIR": str(tmp_path),
-            **env}
+    full = {
+        "PATH": str(BIN),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LINKED_ARTIFACTS_DATA_DIR": str(tmp_path),
+        **env,
+    }
     return subprocess.run(
-        [str(BIN / "linked-artifacts"), "up"], env=full, capture_output=True, text=True, timeout=120, check=False
+        [str(BIN / "linked-artifacts"), "up"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -33,7 +42,9 @@ def test_taken_port_gives_one_line_naming_the_setting(tmp_path: Path) -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        result = _up({"PATH": f"{BIN}:{os.environ['PATH']}", "LINKED_ARTIFACTS_KAFKA_PORT": str(port)}, tmp_path)
+        result = _up(
+            {"PATH": f"{BIN}:{os.environ['PATH']}", "LINKED_ARTIFACTS_KAFKA_PORT": str(port)}, tmp_path
+        )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"error: port {port} on 127.0.0.1 is taken" in result.stderr

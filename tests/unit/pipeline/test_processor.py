@@ -1,0 +1,91 @@
+"""The batch processor: coalescing per key, poison records, and what it asks the agent to write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fastavro
+
+from linked_artifacts import avro_schema
+from linked_artifacts.avro import AvroCodec
+from linked_artifacts.events import ArtifactEvent
+from pipeline.processor import Processor, Record
+from pipeline.state import LinkedArtifactState
+from tests.unit.pipeline.factory import AMD64, INDEX, deployment, link, storage
+
+
+class _OneSchemaRegistry:
+    """Unit tier only: the registry's two calls, answered from schemas/ (integration tests use Apicurio)."""
+
+    def __init__(self) -> None:
+        self.schema = avro_schema.load("artifact_event")
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        return 1
+
+    def schema_by_id(self, schema_id: int) -> Any:
+        return fastavro.parse_schema(self.schema)
+
+
+def _processor() -> tuple[Processor, AvroCodec[ArtifactEvent]]:
+    codec = AvroCodec(
+        _OneSchemaRegistry(),
+        subject="t",
+        schema_name="artifact_event",  # type: ignore[arg-type]
+        model=ArtifactEvent,
+    )
+    return Processor(events_topic="events", derived_topic="derived", codec=codec), codec
+
+
+def _record(codec: AvroCodec[ArtifactEvent], event: ArtifactEvent, offset: int) -> Record:
+    return Record("events", 0, offset, event.key.encode(), codec.encode(event))
+
+
+def test_many_events_of_one_key_become_one_state_write() -> None:
+    processor, codec = _processor()
+    key = "sha256:" + "a" * 64
+    events = [storage(f"e{i}", key, minute=i) for i in range(20)]
+    result = processor.process([_record(codec, e, i) for i, e in enumerate(events)], lambda k: None)
+    assert list(result.states) == [key] and result.events == 20
+    assert len(result.states[key][1].event_ids) == 20
+
+
+def test_a_batch_that_changes_nothing_writes_nothing_but_reports_the_key_as_touched() -> None:
+    processor, codec = _processor()
+    key = "sha256:" + "b" * 64
+    event = deployment("d1", key, minute=1)
+    first = processor.process([_record(codec, event, 0)], lambda k: None)
+    state = first.states[key][1]
+    again = processor.process([_record(codec, event, 1)], lambda k: state)
+    assert again.states == {} and again.derived == [] and key in again.touched
+
+
+def test_poison_records_are_reported_and_do_not_stop_the_batch() -> None:
+    processor, codec = _processor()
+    key = "sha256:" + "c" * 64
+    good = _record(codec, storage("ok", key, minute=1), 1)
+    poison = [
+        Record("events", 0, 0, b"k", b"\x00\x00\x00\x00\x01garbage"),
+        Record("events", 0, 2, b"k", b"x"),
+        Record("derived", 0, 3, b"k", b"{not json"),
+    ]
+    result = processor.process([poison[0], good, *poison[1:]], lambda k: None)
+    assert [p.record.offset for p in result.poison] == [0, 2, 3]
+    assert list(result.states) == [key]
+
+
+def test_a_record_whose_kafka_key_differs_from_its_event_key_is_poison() -> None:
+    processor, codec = _processor()
+    event = storage("ok", "sha256:" + "d" * 64, minute=1)
+    record = Record("events", 0, 0, b"sha256:" + b"e" * 64, codec.encode(event))
+    result = processor.process([record], lambda k: None)
+    assert result.poison and result.poison[0].code == "merge_rejected" and not result.states
+
+
+def test_a_link_produces_derived_messages_for_the_other_digest() -> None:
+    processor, codec = _processor()
+    result = processor.process(
+        [_record(codec, link("l1", INDEX, platform_digest=AMD64, minute=1), 0)], lambda k: None
+    )
+    assert AMD64 in {d.target_key for d in result.derived}
+    assert isinstance(result.states[INDEX][1], LinkedArtifactState)
