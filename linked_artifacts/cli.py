@@ -125,6 +125,44 @@ def replay(since: Any, endpoint: str | None, dry_run: bool) -> None:
     sys.exit(1 if summary.failed else 0)
 
 
+@main.command()
+@click.option(
+    "--events",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="About how many canonical events to generate; the organisation is sized to it (millions for benchmarks).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed (and --now), same organisation.")
+@click.option("--url", default=None, help="Connectors base URL. Default: http://<http_host>:<connectors_port>.")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), default=8, show_default=True, help="Requests in flight at once."
+)
+@click.option(
+    "--now", "now", default=None, help="End of the 30 days of history (ISO 8601, UTC if no zone). Default: now."
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; send nothing.")
+@friendly_errors
+def demo(events: int, seed: int, url: str | None, concurrency: int, now: str | None, dry_run: bool) -> None:
+    """Generate a realistic organisation (repositories, multi-arch images and packages in Artifactory and
+    GHCR, builds with provenance, deployments across clusters with runtime risks, scanner and Dependabot
+    alerts with CVSS/EPSS) and send it through the running connectors with valid signatures and tokens.
+    Shows progress on stderr and ends with counts per endpoint and the measured events/s. Exit code 1 if
+    the connectors refused anything."""
+    from linked_artifacts.demo import parse_now, run_demo
+
+    code = run_demo(
+        _settings(),
+        events=events,
+        seed=seed,
+        url=url,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        now=parse_now(now),
+    )
+    sys.exit(code)
+
+
 @main.command("settings")
 @click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
 @click.option(

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 class SqlRequest(BaseModel):
     sql: str = Field(description="One read-only SELECT statement.")
-    format: str = Field(default="json", description="json, jsonl or csv.")
+    format: Literal["json", "jsonl", "csv"] = Field(default="json", description="json, jsonl or csv.")
     max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     max_seconds: float = Field(default=30.0, gt=0, le=300)
 
@@ -185,8 +185,13 @@ def _query_routes(api: FastAPI, ctx: QueryContext) -> None:
 
     @api.post("/v1/sql", dependencies=auth)
     async def sql(request: SqlRequest) -> Any:
-        from history.sql import run_readonly_sql
+        from history.sql import format_csv, format_jsonl, run_readonly_sql
 
-        return await ctx.in_thread(
+        result = await ctx.in_thread(
             run_readonly_sql, ctx.session(), request.sql, max_rows=request.max_rows, max_seconds=request.max_seconds
         )
+        if request.format == "csv":
+            return PlainTextResponse(format_csv(result), media_type="text/csv")
+        if request.format == "jsonl":
+            return PlainTextResponse(format_jsonl(result), media_type="application/x-ndjson")
+        return result.as_dict()

@@ -19,7 +19,7 @@ seed, the artifact name, its version and the platform only: the same seed names 
 
 Size: repositories are added one at a time until the canonical events the connectors will make of them
 reach ``target_events`` (so the total overshoots by less than one repository). The count per fact is
-fixed by the parsers (see ``EVENTS_*`` and ``Org.event_counts``); the unit tests check it against them.
+fixed by the parsers (see ``EVENTS_*`` and ``Org.counts``); the unit tests check it against them.
 
 ``expected_summary(org)`` gives the answers a fresh system that received exactly this organisation must
 give; its docstring defines each one.
@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from linked_artifacts.events import RUNTIME_RISKS, RuntimeRisk
 
@@ -58,7 +58,10 @@ __all__ = [
     "build_org",
     "expected_summary",
     "family_of",
+    "present",
 ]
+
+_T = TypeVar("_T")
 
 ORG = "acme"
 WINDOW = timedelta(days=30)
@@ -183,67 +186,306 @@ def _ghsa(number: int) -> str:
 # Made-up CVEs (CVE-2026-1xxxx) on real package names, with a realistic spread: few critical, most medium or
 # low; EPSS mostly tiny, high for a few criticals (the ones triage should find first).
 CATALOGUE: tuple[Vulnerability, ...] = (
-    _vuln(10021, "deb", "libssl3", ("3.0.15-1~deb12u1", "3.0.16-1~deb12u1"), ("critical", 9.8, _V98),
-          (0.72, 0.985), "OpenSSL: heap overflow in X.509 name constraint checking", 0.45),
-    _vuln(10022, "deb", "libc6", ("2.36-9+deb12u9", "2.36-9+deb12u10"), ("high", 7.8, _V78), (0.041, 0.912),
-          "glibc: buffer overflow in iconv when converting to ISO-2022-CN-EXT", 0.5),
-    _vuln(10023, "deb", "zlib1g", ("1:1.2.13.dfsg-1", "1:1.2.13.dfsg-1+deb12u1"), ("high", 7.5, _V75),
-          (0.012, 0.78), "zlib: out-of-bounds read in inflateGetHeader", 0.35),
-    _vuln(10024, "deb", "libcurl4", ("7.88.1-10+deb12u8", "7.88.1-10+deb12u9"), ("medium", 6.5, _V65),
-          (0.0031, 0.52), "curl: credentials leak on cross-protocol redirect", 0.4),
-    _vuln(10025, "deb", "libxml2", ("2.9.14+dfsg-1.3", "2.9.14+dfsg-1.3~deb12u1"), ("medium", 5.3, _V53),
-          (0.0018, 0.41), "libxml2: use-after-free in xmlValidatePopElement", 0.3),
-    _vuln(10026, "deb", "tar", ("1.34+dfsg-1.2", "1.34+dfsg-1.2+deb12u1"), ("low", 3.3, _V33), (0.0004, 0.09),
-          "tar: stack exhaustion on crafted archive headers", 0.3),
-    _vuln(10027, "deb", "libgnutls30", ("3.7.9-2+deb12u3", "3.7.9-2+deb12u4"), ("medium", 5.9, _V59),
-          (0.0022, 0.46), "GnuTLS: timing side channel in RSA-PSK key exchange", 0.25),
-    _vuln(10031, "apk", "busybox", ("1.36.1-r29", "1.36.1-r30"), ("high", 7.2, _V72), (0.021, 0.85),
-          "BusyBox: command injection in the wget applet", 0.5),
-    _vuln(10032, "apk", "musl", ("1.2.5-r0", "1.2.5-r1"), ("medium", 5.5, _V55), (0.0009, 0.27),
-          "musl: out-of-bounds write in iconv EUC-KR decoder", 0.4),
-    _vuln(10033, "apk", "libcrypto3", ("3.3.2-r0", "3.3.3-r0"), ("critical", 9.1, _V91), (0.41, 0.972),
-          "OpenSSL: remote key recovery through RSA decryption timing", 0.35),
-    _vuln(10034, "apk", "c-ares", ("1.33.1-r0", "1.34.5-r0"), ("low", 3.7, _V37), (0.0006, 0.14),
-          "c-ares: read_answers use-after-free on malformed replies", 0.25),
-    _vuln(10041, "npm", "lodash", ("4.17.20", "4.17.21"), ("high", 7.4, _V81), (0.083, 0.94),
-          "lodash: prototype pollution in zipObjectDeep", 0.45),
-    _vuln(10042, "npm", "express", ("4.19.2", "4.21.1"), ("medium", 6.1, _V61), (0.0045, 0.61),
-          "express: open redirect in res.location with malformed URLs", 0.45),
-    _vuln(10043, "npm", "jsonwebtoken", ("9.0.0", "9.0.3"), ("critical", 9.3, _V90), (0.63, 0.981),
-          "jsonwebtoken: signature bypass through algorithm confusion", 0.3),
-    _vuln(10044, "npm", "semver", ("7.5.1", "7.5.4"), ("low", 3.7, _V37), (0.0011, 0.31),
-          "semver: regular expression denial of service in range parsing", 0.35),
-    _vuln(10045, "npm", "axios", ("1.6.7", "1.7.4"), ("high", 7.5, _V75), (0.21, 0.962),
-          "axios: server-side request forgery through absolute URLs in path", 0.35),
-    _vuln(10051, "maven", "com.fasterxml.jackson.core:jackson-databind", ("2.15.2", "2.15.4"),
-          ("critical", 9.8, _V98), (0.94, 0.999), "jackson-databind: deserialization of untrusted data "
-          "through polymorphic typing gadgets", 0.3),
-    _vuln(10052, "maven", "org.springframework:spring-web", ("6.0.11", "6.0.23"), ("high", 8.1, _V81),
-          (0.11, 0.951), "Spring Web: path traversal in functional web frameworks", 0.45),
-    _vuln(10053, "maven", "org.yaml:snakeyaml", ("2.0", "2.2"), ("medium", 6.5, _V65), (0.0052, 0.64),
-          "SnakeYAML: stack overflow on deeply nested collections", 0.4),
-    _vuln(10054, "maven", "io.netty:netty-codec-http", ("4.1.100.Final", "4.1.108.Final"),
-          ("high", 7.5, _V75), (0.33, 0.968), "Netty: unbounded memory in HttpPostRequestDecoder", 0.35),
-    _vuln(10055, "maven", "ch.qos.logback:logback-core", ("1.4.11", "1.4.14"), ("low", 3.3, _V33),
-          (0.0007, 0.19), "logback: serialization vulnerability in the receiver component", 0.3),
-    _vuln(10061, "golang", "golang.org/x/net", ("v0.23.0", "v0.33.0"), ("high", 7.5, _V75), (0.052, 0.92),
-          "x/net/http2: excessive CPU from CONTINUATION frame flood", 0.5),
-    _vuln(10062, "golang", "google.golang.org/grpc", ("v1.62.1", "v1.64.1"), ("medium", 5.3, _V53),
-          (0.0028, 0.49), "gRPC-Go: private tokens logged on malformed metadata", 0.4),
-    _vuln(10063, "golang", "golang.org/x/crypto", ("v0.21.0", "v0.31.0"), ("critical", 9.1, _V91),
-          (0.52, 0.978), "x/crypto/ssh: authorization bypass through misused ServerConfig callbacks", 0.35),
-    _vuln(10064, "golang", "github.com/golang-jwt/jwt/v4", ("v4.5.0", "v4.5.2"), ("low", 3.7, _V37),
-          (0.0009, 0.26), "golang-jwt: excessive memory allocation while parsing headers", 0.3),
-    _vuln(10071, "pypi", "requests", ("2.31.0", "2.32.0"), ("medium", 5.6, _V53), (0.0061, 0.67),
-          "Requests: certificate verification stays disabled on a reused session", 0.5),
-    _vuln(10072, "pypi", "jinja2", ("3.1.3", "3.1.5"), ("high", 7.2, _V72), (0.017, 0.83),
-          "Jinja: sandbox escape through the str.format method", 0.4),
-    _vuln(10073, "pypi", "urllib3", ("2.0.7", "2.2.2"), ("medium", 4.4, _V44), (0.0013, 0.34),
-          "urllib3: Proxy-Authorization header kept across origin redirects", 0.45),
-    _vuln(10074, "pypi", "pillow", ("10.2.0", "10.3.0"), ("critical", 9.0, _V90), (0.12, 0.955),
-          "Pillow: buffer overflow in _imagingcms.c", 0.3),
-    _vuln(10075, "pypi", "cryptography", ("42.0.2", "42.0.4"), ("low", 3.7, _V37), (0.0005, 0.11),
-          "cryptography: NULL dereference when loading PKCS7 certificates", 0.35),
+    _vuln(
+        10021,
+        "deb",
+        "libssl3",
+        ("3.0.15-1~deb12u1", "3.0.16-1~deb12u1"),
+        ("critical", 9.8, _V98),
+        (0.72, 0.985),
+        "OpenSSL: heap overflow in X.509 name constraint checking",
+        0.45,
+    ),
+    _vuln(
+        10022,
+        "deb",
+        "libc6",
+        ("2.36-9+deb12u9", "2.36-9+deb12u10"),
+        ("high", 7.8, _V78),
+        (0.041, 0.912),
+        "glibc: buffer overflow in iconv when converting to ISO-2022-CN-EXT",
+        0.5,
+    ),
+    _vuln(
+        10023,
+        "deb",
+        "zlib1g",
+        ("1:1.2.13.dfsg-1", "1:1.2.13.dfsg-1+deb12u1"),
+        ("high", 7.5, _V75),
+        (0.012, 0.78),
+        "zlib: out-of-bounds read in inflateGetHeader",
+        0.35,
+    ),
+    _vuln(
+        10024,
+        "deb",
+        "libcurl4",
+        ("7.88.1-10+deb12u8", "7.88.1-10+deb12u9"),
+        ("medium", 6.5, _V65),
+        (0.0031, 0.52),
+        "curl: credentials leak on cross-protocol redirect",
+        0.4,
+    ),
+    _vuln(
+        10025,
+        "deb",
+        "libxml2",
+        ("2.9.14+dfsg-1.3", "2.9.14+dfsg-1.3~deb12u1"),
+        ("medium", 5.3, _V53),
+        (0.0018, 0.41),
+        "libxml2: use-after-free in xmlValidatePopElement",
+        0.3,
+    ),
+    _vuln(
+        10026,
+        "deb",
+        "tar",
+        ("1.34+dfsg-1.2", "1.34+dfsg-1.2+deb12u1"),
+        ("low", 3.3, _V33),
+        (0.0004, 0.09),
+        "tar: stack exhaustion on crafted archive headers",
+        0.3,
+    ),
+    _vuln(
+        10027,
+        "deb",
+        "libgnutls30",
+        ("3.7.9-2+deb12u3", "3.7.9-2+deb12u4"),
+        ("medium", 5.9, _V59),
+        (0.0022, 0.46),
+        "GnuTLS: timing side channel in RSA-PSK key exchange",
+        0.25,
+    ),
+    _vuln(
+        10031,
+        "apk",
+        "busybox",
+        ("1.36.1-r29", "1.36.1-r30"),
+        ("high", 7.2, _V72),
+        (0.021, 0.85),
+        "BusyBox: command injection in the wget applet",
+        0.5,
+    ),
+    _vuln(
+        10032,
+        "apk",
+        "musl",
+        ("1.2.5-r0", "1.2.5-r1"),
+        ("medium", 5.5, _V55),
+        (0.0009, 0.27),
+        "musl: out-of-bounds write in iconv EUC-KR decoder",
+        0.4,
+    ),
+    _vuln(
+        10033,
+        "apk",
+        "libcrypto3",
+        ("3.3.2-r0", "3.3.3-r0"),
+        ("critical", 9.1, _V91),
+        (0.41, 0.972),
+        "OpenSSL: remote key recovery through RSA decryption timing",
+        0.35,
+    ),
+    _vuln(
+        10034,
+        "apk",
+        "c-ares",
+        ("1.33.1-r0", "1.34.5-r0"),
+        ("low", 3.7, _V37),
+        (0.0006, 0.14),
+        "c-ares: read_answers use-after-free on malformed replies",
+        0.25,
+    ),
+    _vuln(
+        10041,
+        "npm",
+        "lodash",
+        ("4.17.20", "4.17.21"),
+        ("high", 7.4, _V81),
+        (0.083, 0.94),
+        "lodash: prototype pollution in zipObjectDeep",
+        0.45,
+    ),
+    _vuln(
+        10042,
+        "npm",
+        "express",
+        ("4.19.2", "4.21.1"),
+        ("medium", 6.1, _V61),
+        (0.0045, 0.61),
+        "express: open redirect in res.location with malformed URLs",
+        0.45,
+    ),
+    _vuln(
+        10043,
+        "npm",
+        "jsonwebtoken",
+        ("9.0.0", "9.0.3"),
+        ("critical", 9.3, _V90),
+        (0.63, 0.981),
+        "jsonwebtoken: signature bypass through algorithm confusion",
+        0.3,
+    ),
+    _vuln(
+        10044,
+        "npm",
+        "semver",
+        ("7.5.1", "7.5.4"),
+        ("low", 3.7, _V37),
+        (0.0011, 0.31),
+        "semver: regular expression denial of service in range parsing",
+        0.35,
+    ),
+    _vuln(
+        10045,
+        "npm",
+        "axios",
+        ("1.6.7", "1.7.4"),
+        ("high", 7.5, _V75),
+        (0.21, 0.962),
+        "axios: server-side request forgery through absolute URLs in path",
+        0.35,
+    ),
+    _vuln(
+        10051,
+        "maven",
+        "com.fasterxml.jackson.core:jackson-databind",
+        ("2.15.2", "2.15.4"),
+        ("critical", 9.8, _V98),
+        (0.94, 0.999),
+        "jackson-databind: deserialization of untrusted data through polymorphic typing gadgets",
+        0.3,
+    ),
+    _vuln(
+        10052,
+        "maven",
+        "org.springframework:spring-web",
+        ("6.0.11", "6.0.23"),
+        ("high", 8.1, _V81),
+        (0.11, 0.951),
+        "Spring Web: path traversal in functional web frameworks",
+        0.45,
+    ),
+    _vuln(
+        10053,
+        "maven",
+        "org.yaml:snakeyaml",
+        ("2.0", "2.2"),
+        ("medium", 6.5, _V65),
+        (0.0052, 0.64),
+        "SnakeYAML: stack overflow on deeply nested collections",
+        0.4,
+    ),
+    _vuln(
+        10054,
+        "maven",
+        "io.netty:netty-codec-http",
+        ("4.1.100.Final", "4.1.108.Final"),
+        ("high", 7.5, _V75),
+        (0.33, 0.968),
+        "Netty: unbounded memory in HttpPostRequestDecoder",
+        0.35,
+    ),
+    _vuln(
+        10055,
+        "maven",
+        "ch.qos.logback:logback-core",
+        ("1.4.11", "1.4.14"),
+        ("low", 3.3, _V33),
+        (0.0007, 0.19),
+        "logback: serialization vulnerability in the receiver component",
+        0.3,
+    ),
+    _vuln(
+        10061,
+        "golang",
+        "golang.org/x/net",
+        ("v0.23.0", "v0.33.0"),
+        ("high", 7.5, _V75),
+        (0.052, 0.92),
+        "x/net/http2: excessive CPU from CONTINUATION frame flood",
+        0.5,
+    ),
+    _vuln(
+        10062,
+        "golang",
+        "google.golang.org/grpc",
+        ("v1.62.1", "v1.64.1"),
+        ("medium", 5.3, _V53),
+        (0.0028, 0.49),
+        "gRPC-Go: private tokens logged on malformed metadata",
+        0.4,
+    ),
+    _vuln(
+        10063,
+        "golang",
+        "golang.org/x/crypto",
+        ("v0.21.0", "v0.31.0"),
+        ("critical", 9.1, _V91),
+        (0.52, 0.978),
+        "x/crypto/ssh: authorization bypass through misused ServerConfig callbacks",
+        0.35,
+    ),
+    _vuln(
+        10064,
+        "golang",
+        "github.com/golang-jwt/jwt/v4",
+        ("v4.5.0", "v4.5.2"),
+        ("low", 3.7, _V37),
+        (0.0009, 0.26),
+        "golang-jwt: excessive memory allocation while parsing headers",
+        0.3,
+    ),
+    _vuln(
+        10071,
+        "pypi",
+        "requests",
+        ("2.31.0", "2.32.0"),
+        ("medium", 5.6, _V53),
+        (0.0061, 0.67),
+        "Requests: certificate verification stays disabled on a reused session",
+        0.5,
+    ),
+    _vuln(
+        10072,
+        "pypi",
+        "jinja2",
+        ("3.1.3", "3.1.5"),
+        ("high", 7.2, _V72),
+        (0.017, 0.83),
+        "Jinja: sandbox escape through the str.format method",
+        0.4,
+    ),
+    _vuln(
+        10073,
+        "pypi",
+        "urllib3",
+        ("2.0.7", "2.2.2"),
+        ("medium", 4.4, _V44),
+        (0.0013, 0.34),
+        "urllib3: Proxy-Authorization header kept across origin redirects",
+        0.45,
+    ),
+    _vuln(
+        10074,
+        "pypi",
+        "pillow",
+        ("10.2.0", "10.3.0"),
+        ("critical", 9.0, _V90),
+        (0.12, 0.955),
+        "Pillow: buffer overflow in _imagingcms.c",
+        0.3,
+    ),
+    _vuln(
+        10075,
+        "pypi",
+        "cryptography",
+        ("42.0.2", "42.0.4"),
+        ("low", 3.7, _V37),
+        (0.0005, 0.11),
+        "cryptography: NULL dereference when loading PKCS7 certificates",
+        0.35,
+    ),
 )
 _BY_CVE = {v.cve: v for v in CATALOGUE}
 _LANGUAGE_ECOSYSTEM: dict[Language, Ecosystem] = {"java": "maven", "node": "npm", "go": "golang", "python": "pypi"}
@@ -400,18 +642,17 @@ class DeploymentChange:
     slot: Slot
     status: DeploymentStatus
     build: Build  # the release whose image runs (or ran, for a decommission) in the slot
+    image: Image  # that release's image
     risks: tuple[RuntimeRisk, ...]
     rollback: bool = False
 
     @property
     def digest(self) -> str:
-        assert self.build.image is not None  # only image releases are deployed
-        return self.build.image.subject
+        return self.image.subject
 
-    @property
-    def image(self) -> Image:
-        assert self.build.image is not None
-        return self.build.image
+    def rolled_back_to(self, at: datetime) -> DeploymentChange:
+        """This deployment again at ``at``: a rollback to it."""
+        return DeploymentChange(at, self.slot, self.status, self.build, self.image, self.risks, rollback=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,13 +662,9 @@ class Scan:
     at: datetime
     tool: ScanTool
     build: Build
+    image: Image
     manifest: Manifest  # the platform manifest scanned
     findings: tuple[Vulnerability, ...]
-
-    @property
-    def image(self) -> Image:
-        assert self.build.image is not None
-        return self.build.image
 
     @property
     def subject(self) -> str:
@@ -576,6 +813,13 @@ def build_org(*, seed: int, now: datetime, target_events: int = DEFAULT_EVENTS) 
     )
 
 
+def present(value: _T | None, what: str) -> _T:
+    """``value``, which the model guarantees to be set here; a ValueError names the broken guarantee."""
+    if value is None:
+        raise ValueError(f"demo model: {what} is missing")
+    return value
+
+
 def _sorted(items: Iterable[Any], *, key: Any) -> tuple[Any, ...]:
     return tuple(sorted(items, key=key))
 
@@ -608,11 +852,37 @@ _TEAMS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _OWNERS = dict(_TEAMS)
 _SENSITIVE_TEAMS = frozenset({"payments", "identity", "billing"})
 _DOMAINS = (
-    "orders", "invoices", "accounts", "carts", "ledger", "shipping", "inventory", "pricing", "recommendations",
-    "alerts", "search", "reports", "audit", "sessions", "tokens", "profiles", "media", "catalog", "loyalty",
-    "fraud", "payouts", "subscriptions", "reviews", "coupons", "returns", "tax", "fx", "kyc", "documents",
+    "orders",
+    "invoices",
+    "accounts",
+    "carts",
+    "ledger",
+    "shipping",
+    "inventory",
+    "pricing",
+    "recommendations",
+    "alerts",
+    "search",
+    "reports",
+    "audit",
+    "sessions",
+    "tokens",
+    "profiles",
+    "media",
+    "catalog",
+    "loyalty",
+    "fraud",
+    "payouts",
+    "subscriptions",
+    "reviews",
+    "coupons",
+    "returns",
+    "tax",
+    "fx",
+    "kyc",
+    "documents",
     "webhooks",
-)  # fmt: skip
+)
 _SENSITIVE_DOMAINS = frozenset({"accounts", "payouts", "profiles", "invoices", "sessions", "kyc", "tokens", "fraud"})
 _CRITICAL_DOMAINS = frozenset({"ledger", "tokens", "sessions", "kyc", "payouts"})
 _SUFFIXES: dict[RepoKind, tuple[str, ...]] = {
@@ -655,12 +925,22 @@ def _profile(rng: random.Random, index: int, taken: set[str]) -> Repository:
         a = _ARCHETYPES[index]
         clusters = _clusters(rng, a.kind, a.prod_clusters)
         return Repository(
-            index=index, name=a.name, team=a.team, owners=_OWNERS[a.team], kind=a.kind, language=a.language,
-            base_os=a.base_os, private=a.team != "web", on_ghcr=a.kind != "worker", multi_arch=a.kind == "service",
-            internet_facing=a.internet_facing, sensitive=a.team in _SENSITIVE_TEAMS,
-            critical=a.name.startswith("ledger") or a.name.startswith("payments"), clusters=clusters,
+            index=index,
+            name=a.name,
+            team=a.team,
+            owners=_OWNERS[a.team],
+            kind=a.kind,
+            language=a.language,
+            base_os=a.base_os,
+            private=a.team != "web",
+            on_ghcr=a.kind != "worker",
+            multi_arch=a.kind == "service",
+            internet_facing=a.internet_facing,
+            sensitive=a.team in _SENSITIVE_TEAMS,
+            critical=a.name.startswith("ledger") or a.name.startswith("payments"),
+            clusters=clusters,
             flagship=index == 0,
-        )  # fmt: skip
+        )
     team, owners = rng.choice(_TEAMS)
     kind: RepoKind = rng.choices(("service", "worker", "library"), weights=(65, 15, 20))[0]
     language: Language = rng.choice(("java", "node") if kind == "library" else ("java", "node", "go", "python"))
@@ -681,10 +961,21 @@ def _profile(rng: random.Random, index: int, taken: set[str]) -> Repository:
     elif kind == "worker":
         prod = 1
     return Repository(
-        index=index, name=name, team=team, owners=owners, kind=kind, language=language, base_os=base_os,
-        private=rng.random() < 0.7, on_ghcr=rng.random() < 0.6, multi_arch=kind == "service" and rng.random() < 0.85,
-        internet_facing=facing, sensitive=sensitive, critical=critical, clusters=_clusters(rng, kind, prod),
-    )  # fmt: skip
+        index=index,
+        name=name,
+        team=team,
+        owners=owners,
+        kind=kind,
+        language=language,
+        base_os=base_os,
+        private=rng.random() < 0.7,
+        on_ghcr=rng.random() < 0.6,
+        multi_arch=kind == "service" and rng.random() < 0.85,
+        internet_facing=facing,
+        sensitive=sensitive,
+        critical=critical,
+        clusters=_clusters(rng, kind, prod),
+    )
 
 
 def _clusters(rng: random.Random, kind: RepoKind, prod: int) -> tuple[Cluster, ...]:
@@ -778,23 +1069,36 @@ class _History:
                 failed_start = started - timedelta(minutes=rng.randint(15, 40))
                 builds.append(
                     Build(
-                        repository=repo, run_id=run_id, run_number=run_number, attempt=1, commit=commit,
-                        version=version, started_at=failed_start,
-                        completed_at=failed_start + timedelta(minutes=rng.randint(2, 9)), conclusion="failure",
-                    )  # fmt: skip
+                        repository=repo,
+                        run_id=run_id,
+                        run_number=run_number,
+                        attempt=1,
+                        commit=commit,
+                        version=version,
+                        started_at=failed_start,
+                        completed_at=failed_start + timedelta(minutes=rng.randint(2, 9)),
+                        conclusion="failure",
+                    )
                 )
                 attempt = 2
             pushed = started + timedelta(minutes=rng.randint(4, 9), seconds=rng.randrange(60))
             builds.append(
                 Build(
-                    repository=repo, run_id=run_id, run_number=run_number, attempt=attempt, commit=commit,
-                    version=version, started_at=started,
+                    repository=repo,
+                    run_id=run_id,
+                    run_number=run_number,
+                    attempt=attempt,
+                    commit=commit,
+                    version=version,
+                    started_at=started,
                     completed_at=pushed + timedelta(minutes=rng.randint(1, 3), seconds=rng.randrange(60)),
-                    conclusion="success", pushed_at=pushed, attested_at=pushed + timedelta(seconds=rng.randint(20, 50)),
+                    conclusion="success",
+                    pushed_at=pushed,
+                    attested_at=pushed + timedelta(seconds=rng.randint(20, 50)),
                     image=self._image(version) if repo.kind != "library" else None,
                     package=self._package(version) if repo.kind == "library" else None,
                     release_index=release_index,
-                )  # fmt: skip
+                )
             )
         return builds
 
@@ -812,9 +1116,13 @@ class _History:
         )
         index = digest_of(seed, repo.image_name, version, "index") if repo.multi_arch else None
         return Image(
-            name=repo.image_name, version=version, index=index, index_size=1_100 + 120 * len(platforms),
-            manifests=manifests, on_ghcr=repo.on_ghcr,
-        )  # fmt: skip
+            name=repo.image_name,
+            version=version,
+            index=index,
+            index_size=1_100 + 120 * len(platforms),
+            manifests=manifests,
+            on_ghcr=repo.on_ghcr,
+        )
 
     def _package(self, version: str) -> Package:
         repo = self.repository
@@ -822,15 +1130,29 @@ class _History:
         digest = digest_of(self.seed, repo.name, version, "package")
         if repo.language == "node":
             return Package(
-                ecosystem="npm", name=f"@{ORG}/{repo.name}", version=version, file_name=f"{repo.name}-{version}.tgz",
-                repository="npm-local", path=f"@{ORG}/{repo.name}/-/{repo.name}-{version}.tgz", digest=digest,
-                size=size, on_github_packages=True, storage_record=False,
-            )  # fmt: skip
+                ecosystem="npm",
+                name=f"@{ORG}/{repo.name}",
+                version=version,
+                file_name=f"{repo.name}-{version}.tgz",
+                repository="npm-local",
+                path=f"@{ORG}/{repo.name}/-/{repo.name}-{version}.tgz",
+                digest=digest,
+                size=size,
+                on_github_packages=True,
+                storage_record=False,
+            )
         return Package(
-            ecosystem="maven", name=f"com.{ORG}:{repo.name}", version=version, file_name=f"{repo.name}-{version}.jar",
-            repository="libs-release-local", path=f"com/{ORG}/{repo.name}/{version}/{repo.name}-{version}.jar",
-            digest=digest, size=size, on_github_packages=False, storage_record=True,
-        )  # fmt: skip
+            ecosystem="maven",
+            name=f"com.{ORG}:{repo.name}",
+            version=version,
+            file_name=f"{repo.name}-{version}.jar",
+            repository="libs-release-local",
+            path=f"com/{ORG}/{repo.name}/{version}/{repo.name}-{version}.jar",
+            digest=digest,
+            size=size,
+            on_github_packages=False,
+            storage_record=True,
+        )
 
     def _affected(self, releases: int) -> dict[Vulnerability, int | None]:
         """Each vulnerability the repository carries -> the release that fixes it (None: not in the window)."""
@@ -860,18 +1182,19 @@ class _History:
         slots = {c.name: Slot(c, repo.team, repo.name) for c in repo.clusters}
         planned: list[DeploymentChange] = []
 
-        def deploy(build: Build, cluster: Cluster, at: datetime, *, rollback: bool = False) -> None:
+        def deploy(build: Build, image: Image, cluster: Cluster, at: datetime, *, rollback: bool = False) -> None:
             if at <= self.now - timedelta(minutes=1):
-                planned.append(
-                    DeploymentChange(at, slots[cluster.name], "deployed", build, self.slot_risks[cluster.name], rollback)
-                )
+                risks = self.slot_risks[cluster.name]
+                planned.append(DeploymentChange(at, slots[cluster.name], "deployed", build, image, risks, rollback))
 
         staging_p = 0.6 if repo.kind == "service" else 0.0
         if repo.flagship:
             staging_p = 1.0  # the flagship's story needs it in prod whatever the seed
         for build in releases:
-            assert build.pushed_at is not None
-            dev_at = build.pushed_at + timedelta(minutes=rng.randint(8, 20), seconds=rng.randrange(60))
+            image = present(build.image, "the image of a released service")
+            dev_at = present(build.pushed_at, "a release's push time") + timedelta(
+                minutes=rng.randint(8, 20), seconds=rng.randrange(60)
+            )
             staging_roll, prod_roll = rng.random(), rng.random()
             staging_delay = timedelta(minutes=rng.randint(60, 480))
             prod_delay = timedelta(minutes=rng.randint(12 * 60, 60 * 60))
@@ -879,12 +1202,12 @@ class _History:
             promoted_at = dev_at
             for cluster, stagger in zip(repo.clusters, staggers, strict=True):
                 if cluster.environment == "dev":
-                    deploy(build, cluster, dev_at)
+                    deploy(build, image, cluster, dev_at)
                 elif cluster.environment == "staging" and staging_roll < staging_p:
                     promoted_at = dev_at + staging_delay
-                    deploy(build, cluster, promoted_at)
+                    deploy(build, image, cluster, promoted_at)
                 elif cluster.environment == "prod" and self._reaches_prod(repo, staging_roll < staging_p, prod_roll):
-                    deploy(build, cluster, promoted_at + prod_delay + stagger)
+                    deploy(build, image, cluster, promoted_at + prod_delay + stagger)
         changes = self._settle(planned)
         changes += self._decommissions(changes)
         return sorted(changes, key=lambda c: (c.at, c.slot.cluster.name))
@@ -916,7 +1239,7 @@ class _History:
                 following = kept[position + 1].at if position + 1 < len(kept) else self.now
                 if at < following - timedelta(minutes=5):
                     previous = kept[position - 1]
-                    rollbacks.append(DeploymentChange(at, previous.slot, "deployed", previous.build, previous.risks, True))
+                    rollbacks.append(previous.rolled_back_to(at))
             settled += kept + rollbacks
         return settled
 
@@ -946,7 +1269,7 @@ class _History:
             at = when + timedelta(minutes=3 * offset)
             if at < self.now - timedelta(minutes=5):
                 holder = holders[name]
-                out.append(DeploymentChange(at, holder.slot, "decommissioned", holder.build, ()))
+                out.append(DeploymentChange(at, holder.slot, "decommissioned", holder.build, holder.image, ()))
         return out
 
     # -- scans and alerts --------------------------------------------------------------------------------
@@ -960,7 +1283,8 @@ class _History:
         for build in releases:
             if build.image is not None and build.pushed_at is not None:
                 at = build.pushed_at + timedelta(minutes=2, seconds=self.rng.randrange(60))
-                scans.append(Scan(at, "trivy", build, build.image.manifests[0], self._findings(build, affected)))
+                image = build.image
+                scans.append(Scan(at, "trivy", build, image, image.manifests[0], self._findings(build, affected)))
         return scans
 
     def _grype(
@@ -977,7 +1301,7 @@ class _History:
             while at <= self.now:
                 if _runs_in(prod, build, at):
                     manifest = build.image.manifests[turn % len(build.image.manifests)]
-                    scans.append(Scan(at, "grype", build, manifest, self._findings(build, affected)))
+                    scans.append(Scan(at, "grype", build, build.image, manifest, self._findings(build, affected)))
                     turn += 1
                 at += timedelta(days=7)
         return scans
@@ -1079,7 +1403,7 @@ def _alerts(org: Org, families: dict[str, str]) -> list[_Alert]:
     alerts: dict[tuple[str, ...], _Alert] = {}
     for scan in org.scans:
         for vuln in scan.findings:
-            identity = (scan.tool, scan.subject, vuln.cve)
+            identity: tuple[str, ...] = (scan.tool, scan.subject, vuln.cve)
             alerts[identity] = _Alert(identity, vuln.cve, vuln.severity, True, frozenset({families[scan.subject]}))
     built_from: dict[str, set[str]] = defaultdict(set)
     for build in org.builds:
