@@ -33,9 +33,7 @@ def friendly_errors(func: F) -> F:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            click.echo(
-                f"error: setting {where}: {first['msg']} (see `linked-artifacts settings --help`)", err=True
-            )
+            click.echo(f"error: setting {where}: {first['msg']} (see `linked-artifacts settings --help`)", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted.", err=True)
@@ -105,12 +103,8 @@ def connectors() -> None:
 
 
 @main.command()
-@click.option(
-    "--since", type=click.DateTime(), default=None, help="Only dead letters received at or after (UTC)."
-)
-@click.option(
-    "--endpoint", default=None, help="Only dead letters of this endpoint path, e.g. /webhooks/github."
-)
+@click.option("--since", type=click.DateTime(), default=None, help="Only dead letters received at or after (UTC).")
+@click.option("--endpoint", default=None, help="Only dead letters of this endpoint path, e.g. /webhooks/github.")
 @click.option("--dry-run", is_flag=True, help="List what would be resent; send nothing.")
 @friendly_errors
 def replay(since: Any, endpoint: str | None, dry_run: bool) -> None:
@@ -163,11 +157,145 @@ def demo(events: int, seed: int, url: str | None, concurrency: int, now: str | N
     sys.exit(code)
 
 
+def _ask(http: Callable[[Any], Any], direct: Callable[[Any], Any]) -> Any:
+    """Run a question through the running query service, or on ClickHouse directly when nothing runs."""
+    from linked_artifacts.query_client import QueryClient
+
+    settings = _settings()
+    client = QueryClient(settings)
+    if client.running():
+        return http(client)
+    from history.client import Warehouse
+
+    with Warehouse.open(settings) as warehouse:
+        return direct(warehouse)
+
+
+def _table(columns: list[str], rows: list[list[Any]], *, width: int = 60) -> str:
+    cells = [[("" if v is None else str(v))[:width] for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "jsonl", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--max-rows", default=10_000, show_default=True, help="Refuse results larger than this.")
+@click.option("--max-seconds", default=30.0, show_default=True, help="Stop queries that run longer.")
+@friendly_errors
+def sql(query: str, fmt: str, max_rows: int, max_seconds: float) -> None:
+    """Run one read-only SQL query over the history (ClickHouse enforces read-only).
+
+    Example: linked-artifacts sql "SELECT source, count() FROM events GROUP BY source"
+    """
+    import json
+
+    from history.sql import SqlResult, format_csv, format_jsonl, run_readonly_sql
+
+    def http(client: Any) -> dict[str, Any]:
+        body = {"sql": query, "format": "json", "max_rows": max_rows, "max_seconds": max_seconds}
+        result: dict[str, Any] = client.call("POST", "/v1/sql", json=body).json()
+        return result
+
+    def direct(warehouse: Any) -> dict[str, Any]:
+        result: SqlResult = run_readonly_sql(warehouse, query, max_rows=max_rows, max_seconds=max_seconds)
+        return result.as_dict()
+
+    result = _ask(http, direct)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+        return
+    rebuilt = SqlResult(
+        columns=tuple(result["columns"]),
+        types=tuple(result["types"]),
+        rows=tuple(tuple(r) for r in result["rows"]),
+        truncated=result["truncated"],
+        elapsed_ms=result["elapsed_ms"],
+    )
+    if fmt == "csv":
+        click.echo(format_csv(rebuilt), nl=False)
+    elif fmt == "jsonl":
+        click.echo(format_jsonl(rebuilt), nl=False)
+    else:
+        click.echo(_table(result["columns"], result["rows"]))
+        click.echo(
+            f"({result['row_count']} rows{', truncated' if result['truncated'] else ''}, {result['elapsed_ms']} ms)",
+            err=True,
+        )
+
+
+@main.command()
+@click.argument("query", default="")
+@click.option("--limit", default=20, show_default=True, help="Alerts to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table.")
+@friendly_errors
+def alerts(query: str, limit: int, as_json: bool) -> None:
+    """Alerts ranked for triage, with GitHub's filter vocabulary.
+
+    Example: linked-artifacts alerts "has:deployment runtime-risk:internet-exposed severity:critical is:open"
+    """
+    import json
+
+    from history.alerts import search_alerts
+
+    def http(client: Any) -> dict[str, Any]:
+        found: dict[str, Any] = client.call("GET", "/v1/alerts", params={"q": query, "limit": limit}).json()
+        return found
+
+    def direct(warehouse: Any) -> dict[str, Any]:
+        return search_alerts(warehouse, query, limit=limit).model_dump(mode="json")
+
+    found = _ask(http, direct)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [
+        [a["rank"], a["score"], a["severity"], a["vulnerability_id"], a["subject"][:19], "; ".join(a["reasons"])]
+        for a in found["results"]
+    ]
+    click.echo(_table(["rank", "score", "severity", "vulnerability", "artifact", "why"], rows, width=110))
+    click.echo(f"({len(rows)} of {found['total_count']} matching alerts)", err=True)
+
+
+@main.command()
+@click.argument("digest")
+@click.option("--history", "history_limit", default=20, show_default=True, help="Recent history events to show.")
+@friendly_errors
+def show(digest: str, history_limit: int) -> None:
+    """The linked view of one artifact: storage, builds and provenance, deployments with runtime risks,
+    alerts, linked index/platform digests and recent history. Any linked digest finds the same artifact."""
+    import json
+
+    from history.linked_view import linked_view
+    from linked_artifacts.digests import normalise_digest
+
+    wanted = normalise_digest(digest)
+
+    def http(client: Any) -> Any:
+        return client.call("GET", f"/v1/artifacts/{wanted}", params={"history_limit": history_limit}).json()
+
+    def direct(warehouse: Any) -> Any:
+        return linked_view(warehouse, wanted, history_limit=history_limit)
+
+    view = _ask(http, direct)
+    if view is None:
+        raise LinkedArtifactsError(f"nothing is known about {wanted}. Has anything sent it?")
+    click.echo(json.dumps(view, indent=2, default=str))
+
+
 @main.command("settings")
 @click.option("--show-secrets", is_flag=True, help="Print secret values instead of masking them.")
-@click.option(
-    "--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values)."
-)
+@click.option("--markdown", is_flag=True, help="Print the settings table for the README (defaults, not values).")
 @friendly_errors
 def show_settings(show_secrets: bool, markdown: bool) -> None:
     """Print every setting, its effective value and what it does."""
@@ -195,9 +323,7 @@ def settings_markdown() -> str:
 
 
 @main.command()
-@click.option(
-    "--check", is_flag=True, help="Fail if schemas/ differs from the models instead of rewriting it."
-)
+@click.option("--check", is_flag=True, help="Fail if schemas/ differs from the models instead of rewriting it.")
 @friendly_errors
 def schemas(check: bool) -> None:
     """Regenerate the Avro schemas in schemas/ from the pydantic event models."""
@@ -210,9 +336,7 @@ def schemas(check: bool) -> None:
             if avro_schema.render(avro_schema.generate(model)) != avro_schema.schema_path(name).read_text()
         ]
         if stale:
-            raise LinkedArtifactsError(
-                f"schemas out of date: {', '.join(stale)}. Fix: run `linked-artifacts schemas`."
-            )
+            raise LinkedArtifactsError(f"schemas out of date: {', '.join(stale)}. Fix: run `linked-artifacts schemas`.")
         click.echo("schemas match the models.")
         return
     changed = avro_schema.write_all()

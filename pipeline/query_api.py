@@ -179,9 +179,9 @@ def _query_routes(api: FastAPI, ctx: QueryContext) -> None:
 
     @api.get("/v1/alerts", dependencies=auth)
     async def alerts(q: str = "", limit: int = 50, offset: int = 0) -> Any:
-        from history.alerts import alerts as ranked
+        from history.alerts import search_alerts
 
-        return await ctx.in_thread(ranked, ctx.session(), q, limit=min(limit, 1000), offset=offset)
+        return await ctx.in_thread(search_alerts, ctx.session(), q, limit=min(limit, 1000), offset=offset)
 
     @api.post("/v1/sql", dependencies=auth)
     async def sql(request: SqlRequest) -> Any:
