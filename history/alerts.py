@@ -21,13 +21,14 @@ Severity leads because it is the scanner's own judgement; CVSS and EPSS refine i
 to be exploited); exposure and environment are what only this system knows: whether the vulnerable
 artifact runs, where, and how reachable it is. An internet-exposed production workload with a critical,
 likely-exploited CVE scores 40 + 20 + 18 + 25 + 10 = 113. The points are computed in SQL
-(``alert_context_at``, migration 0003), so ORDER BY, LIMIT and OFFSET happen in ClickHouse; each result
+(:func:`context_sql`), so ORDER BY, LIMIT and OFFSET happen in ClickHouse; each result
 lists them as ``reasons`` such as "critical severity (+40)", "internet-exposed in prod (+25)",
 "EPSS 0.92 (+18)".
 
-An alert applies to an artifact family (an image index and its platform manifests): an alert on a
-platform digest reaches its index and the index's deployments; a repository alert reaches every
-family whose builds name that repository.
+A result is an alert on one artifact family (an image index and its platform manifests, named by its
+root digest): an alert on a platform digest reaches its index and the index's deployments; a
+repository alert gives one result per family whose builds name that repository, each ranked by that
+artifact's own exposure.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from history.alert_filter import CompiledFilter, compile_query, parse, render
-from history.client import AS_OF_TYPE, Warehouse
+from history.client import Warehouse, as_of_parameters, relation
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAX_LIMIT: Final = 1_000
 MAX_OFFSET: Final = 100_000
 
 _ORDER: Final = (
-    "score DESC, ifNull(cvss, -1) DESC, ifNull(epss, -1) DESC, vulnerability_id, subject, alert_key"
+    "score DESC, ifNull(cvss, -1) DESC, ifNull(epss, -1) DESC, vulnerability_id, subject, alert_key, family"
 )
 
 
@@ -56,7 +57,10 @@ class InvalidParameter(LinkedArtifactsError):
 
 
 class RankedAlert(BaseModel):
-    """One alert in triage order, with the points that put it there."""
+    """One alert on one artifact (family root digest), in triage order, with the points that put it there.
+
+    A repository alert appears once per artifact built from that repository (``artifact`` None when
+    no build names it)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,7 +83,7 @@ class RankedAlert(BaseModel):
     title: str | None
     url: str | None
     repository: str | None
-    artifacts: list[str]
+    artifact: str | None
     deployed: bool
     environments: list[str]
     runtime_risks: list[str]
@@ -101,7 +105,7 @@ class AlertSearch(BaseModel):
 
 
 def reasons(row: dict[str, Any]) -> list[str]:
-    """Human-readable reasons for a score, one per ranking term, from an ``alert_context_at`` row."""
+    """Human-readable reasons for a score, one per ranking term, from a :func:`context_sql` row."""
     out = [f"{row['severity']} severity (+{row['severity_points']})"]
     cvss, epss = row["cvss"], row["epss"]
     out.append(f"CVSS {cvss:g} (+{row['cvss_points']})" if cvss is not None else "no CVSS score (+0)")
@@ -129,6 +133,151 @@ def _check_page(limit: int, offset: int) -> None:
         raise InvalidParameter(f"offset must be between 0 and {MAX_OFFSET}", field="offset", status=400)
 
 
+# The context of one (alert, artifact family) row. Composed from the current-state views, or the as-of
+# views, of migration 0003; every relation appears in as few places as possible because ClickHouse
+# re-plans and re-runs a CTE at each reference. Restricted to given families, every read goes by a
+# sort key ({members} are the families' digests: roots and their platform manifests).
+_CONTEXT_SQL: Final = """
+WITH
+    roots AS (SELECT digest, root FROM {roots} {members_only_digest}),
+    build_families AS
+    (
+        SELECT DISTINCT if(r.root = '', b.digest, r.root) AS family, b.repository AS build_repository
+        FROM {build_subjects} AS b
+        LEFT JOIN roots AS r ON r.digest = b.digest
+        WHERE b.repository != '' {and_members_only_b}
+    ),
+    family_deployments AS
+    (
+        SELECT
+            family,
+            arraySort(groupUniqArray(environment)) AS f_environments,
+            arraySort(groupUniqArrayArray(risks)) AS f_risks,
+            max(points) AS f_exposure_points,
+            argMax((environment, risks), (points, production, environment, risks)) AS f_exposure_top,
+            max(if(production, 10, 5)) AS f_environment_points
+        FROM
+        (
+            SELECT
+                if(r.root = '', d.digest, r.root) AS family,
+                lowerUTF8(d.logical_environment) AS environment,
+                arraySort(arrayDistinct(CAST(d.runtime_risks, 'Array(String)'))) AS risks,
+                environment IN ('prod', 'production', 'prd', 'live') AS production,
+                least(35, 25 * has(risks, 'internet-exposed') + 10 * has(risks, 'sensitive-data')
+                    + 10 * has(risks, 'critical-resource') + 5 * has(risks, 'lateral-movement')) AS full_points,
+                if(production, full_points, intDiv(full_points, 2)) AS points
+            FROM {deployments} AS d
+            LEFT JOIN roots AS r ON r.digest = d.digest
+            {members_only_d}
+        )
+        GROUP BY family
+    ),
+    family_storage AS
+    (
+        SELECT
+            if(r.root = '', s.digest, r.root) AS family,
+            arraySort(groupUniqArray(lowerUTF8(s.registry))) AS f_registries,
+            arraySort(groupUniqArray(CAST(s.registry_host, 'String'))) AS f_registry_hosts
+        FROM {storage} AS s
+        LEFT JOIN roots AS r ON r.digest = s.digest
+        WHERE s.status = 'active' {and_members_only_s}
+        GROUP BY family
+    ),
+    family_builds AS
+    (
+        SELECT family, arraySort(groupUniqArray(build_repository)) AS f_repositories
+        FROM build_families
+        GROUP BY family
+    ),
+    pairs AS
+    (
+        SELECT a.*, if(r.root = '', a.subject, r.root) AS family
+        FROM {alerts} AS a
+        LEFT JOIN roots AS r ON r.digest = a.subject
+        WHERE a.scope != 'repository' {and_members_only_a}
+        UNION ALL
+        SELECT a.*, b.family AS family
+        FROM {alerts} AS a
+        LEFT JOIN build_families AS b ON b.build_repository = a.repository
+        WHERE a.scope = 'repository' {and_repo_keys_only_a}
+    )
+SELECT
+    a.subject AS subject, a.alert_key AS alert_key, a.family AS family, a.scope AS scope,
+    a.repository AS alert_repository, a.vulnerability_id AS vulnerability_id, a.severity AS severity,
+    a.cvss AS cvss, a.epss AS epss, a.state AS state, a.tool AS tool, a.package AS package, a.title AS title,
+    a.updated_at AS updated_at, a.event_id AS event_id,
+    fd.f_environments AS environments,
+    fd.f_risks AS runtime_risks,
+    fs.f_registries AS registries,
+    fs.f_registry_hosts AS registry_hosts,
+    arraySort(arrayDistinct(arrayConcat(if(a.repository = '', [], [a.repository]), fb.f_repositories)))
+        AS repositories,
+    toUInt8(notEmpty(fd.f_environments)) AS deployed,
+    toUInt32(transform(CAST(a.severity, 'String'), ['critical', 'high', 'medium', 'low'], [40, 30, 15, 5], 0))
+        AS severity_points,
+    toUInt32(least(20, round(ifNull(a.cvss, 0) * 2))) AS cvss_points,
+    toUInt32(least(20, round(ifNull(a.epss, 0) * 20))) AS epss_points,
+    toUInt32(fd.f_exposure_points) AS exposure_points,
+    fd.f_exposure_top.1 AS exposure_environment,
+    fd.f_exposure_top.2 AS exposure_risks,
+    toUInt32(fd.f_environment_points) AS environment_points,
+    severity_points + cvss_points + epss_points + exposure_points + environment_points AS score
+FROM pairs AS a
+LEFT JOIN family_deployments AS fd ON fd.family = a.family
+LEFT JOIN family_storage AS fs ON fs.family = a.family
+LEFT JOIN family_builds AS fb ON fb.family = a.family
+{families_only}
+"""
+
+
+def context_sql(as_of: datetime | None, *, restricted: bool) -> str:
+    """SQL of the alert context rows: one per (alert, family), with everything filters and ranking use.
+
+    Binds ``as_of`` (when given) and, when ``restricted``, ``families`` and ``members``
+    (``Array(String)``). Only fixed view names and fixed fragments are put into the text.
+    """
+    members = "{members:Array(String)}"
+    fragments = {
+        "roots": relation("digest_roots", as_of),
+        "build_subjects": relation("build_subjects", as_of),
+        "deployments": relation("deployments", as_of),
+        "storage": relation("storage", as_of),
+        "alerts": relation("alerts", as_of),
+        "members_only_digest": f"WHERE digest IN {members}" if restricted else "",
+        "and_members_only_b": f"AND b.digest IN {members}" if restricted else "",
+        "members_only_d": f"WHERE d.digest IN {members}" if restricted else "",
+        "and_members_only_s": f"AND s.digest IN {members}" if restricted else "",
+        "and_members_only_a": f"AND a.subject IN {members}" if restricted else "",
+        "and_repo_keys_only_a": (
+            "AND a.subject IN (SELECT concat('repo:', build_repository) FROM build_families)" if restricted else ""
+        ),
+        "families_only": "WHERE a.family IN {families:Array(String)}" if restricted else "",
+    }
+    return _CONTEXT_SQL.format(**fragments) + "SETTINGS join_use_nulls = 0"
+
+
+def deployed_families(warehouse: Warehouse, as_of: datetime | None) -> list[str]:
+    """Root digests of the families with at least one deployment now (or at ``as_of``)."""
+    rows = warehouse.query(
+        "SELECT DISTINCT if(r.root = '', d.digest, r.root) "
+        f"FROM {relation('deployments', as_of)} AS d "
+        f"LEFT JOIN {relation('digest_roots', as_of)} AS r ON r.digest = d.digest "
+        "SETTINGS join_use_nulls = 0",
+        as_of_parameters(as_of),
+    ).result_rows
+    return sorted(str(row[0]) for row in rows)
+
+
+def family_members(warehouse: Warehouse, families: Sequence[str], as_of: datetime | None) -> list[str]:
+    """Every digest of the given families: the roots and their platform manifests."""
+    rows = warehouse.query(
+        f"SELECT linked_digest FROM {relation('links', as_of)} "
+        "WHERE digest IN {families:Array(String)} AND relation = 'platform'",
+        {"families": list(families), **as_of_parameters(as_of)},
+    ).result_rows
+    return sorted({*families, *(str(row[0]) for row in rows)})
+
+
 def rank(
     warehouse: Warehouse,
     compiled: CompiledFilter,
@@ -136,50 +285,68 @@ def rank(
     limit: int,
     offset: int = 0,
     families: Sequence[str] | None = None,
+    members: Sequence[str] | None = None,
 ) -> tuple[int, list[RankedAlert]]:
-    """Run a compiled filter; optionally only alerts that apply to the given family roots.
+    """Run a compiled filter and return (total matching, the requested page).
 
-    Returns (total matching, the requested page).
+    ``families`` (root digests) limits the search to alerts on those artifacts; ``members`` are their
+    digests, looked up when not given. When the filter can only match deployed artifacts, the deployed
+    families are looked up first, so every later read goes by sort key (the fast path for
+    ``has:deployment runtime-risk:...``).
     """
     _check_page(limit, offset)
+    as_of = compiled.as_of
+    if families is None and compiled.requires_deployment:
+        families = deployed_families(warehouse, as_of)
+        if not families:
+            return 0, []
     parameters: dict[str, Any] = dict(compiled.parameters)
-    parameters.update(as_of=compiled.as_of, limit=limit, offset=offset)
-    where = compiled.where
+    parameters.update(limit=limit, offset=offset, **as_of_parameters(as_of))
     if families is not None:
         parameters["families"] = list(families)
-        where = f"({where}) AND hasAny(families, {{families:Array(String)}})"
+        parameters["members"] = list(members) if members is not None else family_members(warehouse, families, as_of)
+    source = f"({context_sql(as_of, restricted=families is not None)})"
     sql = (
-        "SELECT *, count() OVER () AS total_count "
-        f"FROM alert_context_at(as_of = {{as_of:{AS_OF_TYPE}}}) "
-        f"WHERE {where} ORDER BY {_ORDER} "
-        "LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
+        f"SELECT *, count() OVER () AS total_count FROM {source} WHERE {compiled.where} "
+        f"ORDER BY {_ORDER} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}"
     )
     rows = warehouse.rows(sql, parameters)
-    bodies = _alert_bodies(warehouse, rows)
     total = int(rows[0]["total_count"]) if rows else 0
     if not rows and offset > 0:
         # The page is past the end; count separately so the caller still learns the total.
-        count_sql = (
-            f"SELECT count() FROM alert_context_at(as_of = {{as_of:{AS_OF_TYPE}}}) WHERE {where}"
-        )
-        total = int(warehouse.query(count_sql, parameters).result_rows[0][0])
-    return total, [_ranked(offset + i + 1, row, bodies.get(row["event_id"], {})) for i, row in enumerate(rows)]
+        total = int(warehouse.query(f"SELECT count() FROM {source} WHERE {compiled.where}", parameters)
+                    .result_rows[0][0])
+    details = _page_details(warehouse, rows)
+    return total, [
+        _ranked(offset + i + 1, row, details.get((row["subject"], row["alert_key"]), {}))
+        for i, row in enumerate(rows)
+    ]
 
 
-def _alert_bodies(warehouse: Warehouse, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    # The ranking view carries no bodies (they would be read for every alert); fetch the page's from
-    # the history by its sort key.
+def _page_details(warehouse: Warehouse, rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    # The ranking view carries no bodies and no first-seen times (they would be read for every alert);
+    # fetch the page's from the history, by its sort key.
     if not rows:
         return {}
     found = warehouse.rows(
-        "SELECT event_id, body FROM events "
-        "WHERE key IN {keys:Array(String)} AND event_id IN {ids:Array(String)} LIMIT 1 BY event_id",
-        {"keys": sorted({r["subject"] for r in rows}), "ids": sorted({r["event_id"] for r in rows})},
+        "SELECT key, alert_key, min(event_time) AS first_seen, "
+        "argMaxIf(body, version, event_id IN {ids:Array(String)}) AS body "
+        "FROM events WHERE key IN {keys:Array(String)} AND kind = 'alert' "
+        "AND alert_key IN {alert_keys:Array(String)} GROUP BY key, alert_key",
+        {
+            "keys": sorted({r["subject"] for r in rows}),
+            "alert_keys": sorted({r["alert_key"] for r in rows}),
+            "ids": sorted({r["event_id"] for r in rows}),
+        },
     )
-    return {r["event_id"]: json.loads(r["body"]) for r in found if r["body"]}
+    return {
+        (r["key"], r["alert_key"]): {"first_seen": r["first_seen"], "body": json.loads(r["body"] or "{}")}
+        for r in found
+    }
 
 
-def _ranked(position: int, row: dict[str, Any], body: dict[str, Any]) -> RankedAlert:
+def _ranked(position: int, row: dict[str, Any], details: dict[str, Any]) -> RankedAlert:
+    body: dict[str, Any] = details.get("body") or {}
     points = {
         name: int(row[f"{name}_points"])
         for name in ("severity", "cvss", "epss", "exposure", "environment")
@@ -204,13 +371,13 @@ def _ranked(position: int, row: dict[str, Any], body: dict[str, Any]) -> RankedA
         title=row["title"] or None,
         url=body.get("url"),
         repository=row["alert_repository"] or None,
-        artifacts=list(row["families"]),
+        artifact=row["family"] or None,
         deployed=bool(row["deployed"]),
         environments=list(row["environments"]),
         runtime_risks=list(row["runtime_risks"]),
         registries=list(row["registries"]),
         repositories=list(row["repositories"]),
-        first_seen=row["first_seen"],
+        first_seen=details.get("first_seen") or row["updated_at"],
         updated_at=row["updated_at"],
     )
 

@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,23 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
-# Parameter type of every point-in-time view argument; NULL means "now" (the current-state tables).
-AS_OF_TYPE = "Nullable(DateTime64(6, 'UTC'))"
+# The parameter every point-in-time view takes (migration 0003).
+AS_OF_PARAMETER = "{as_of:DateTime64(6, 'UTC')}"
+
+
+def relation(name: str, as_of: datetime | None) -> str:
+    """The current-state view ``{name}_current``, or ``{name}_at`` at ``as_of`` (bind ``as_of``).
+
+    ``name`` is one of our fixed view names, never user input.
+    """
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a view name: {name!r}")
+    return f"{name}_current" if as_of is None else f"{name}_at(as_of = {AS_OF_PARAMETER})"
+
+
+def as_of_parameters(as_of: datetime | None) -> dict[str, Any]:
+    """The parameter :func:`relation` needs: none for the current views, ``as_of`` otherwise."""
+    return {} if as_of is None else {"as_of": as_of}
 
 
 class WarehouseError(LinkedArtifactsError):

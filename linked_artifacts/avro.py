@@ -108,16 +108,6 @@ class SchemaRegistry:
         return parsed
 
 
-def _to_avro(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return {k: _to_avro(v) for k, v in value}
-    if isinstance(value, list):
-        return [_to_avro(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_avro(v) for k, v in value.items()}
-    return value
-
-
 class AvroCodec(Generic[M]):
     """Encodes and decodes one model type under one registry subject."""
 
@@ -138,7 +128,9 @@ class AvroCodec(Generic[M]):
     def encode(self, record: BaseModel) -> bytes:
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self.schema_id))
-        fastavro.schemaless_writer(buf, self.parsed, _to_avro(record))
+        # model_dump builds the nested dicts in pydantic's compiled core: several times faster than walking
+        # the model in Python, which matters for the large linked-state records.
+        fastavro.schemaless_writer(buf, self.parsed, record.model_dump())
         return buf.getvalue()
 
     def decode(self, data: bytes) -> M:

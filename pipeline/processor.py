@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from linked_artifacts.avro import AvroCodec, DecodeError
 from linked_artifacts.events import ArtifactEvent
 from pipeline.derive import derived_from
-from pipeline.merge import apply_derived, merge
+from pipeline.merge import event_delta, join
 from pipeline.state import Derived, LinkedArtifactState, MergeError, changed, empty_state
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,10 @@ class Processor:
 
     def process(self, records: list[Record], lookup: StateLookup) -> BatchResult:
         result = BatchResult()
-        before: dict[str, LinkedArtifactState] = {}
-        current: dict[str, LinkedArtifactState] = {}
+        # Deltas of a key are joined with each other first and into the (large) stored state once: the
+        # join is associative and commutative, so this equals merging record by record, at a fraction
+        # of the cost for hot keys.
+        deltas: dict[str, LinkedArtifactState] = {}
         partitions: dict[str, int] = {}
         for record in records:
             try:
@@ -82,27 +84,32 @@ class Processor:
                 key = item.key if isinstance(item, ArtifactEvent) else item.target_key
                 if record.key is not None and record.key.decode(errors="replace") != key:
                     raise MergeError(f"record key {record.key[:80]!r} differs from the event's key {key!r}")
-                if key not in current:
-                    stored = lookup(key)
-                    before[key] = stored if stored is not None else empty_state(key)
-                    current[key] = before[key]
+                delta = _delta(item)
+                deltas[key] = join(deltas[key], delta) if key in deltas else delta
                 if isinstance(item, ArtifactEvent):
-                    current[key] = merge(current[key], item)
                     result.events += 1
                 else:
-                    current[key] = apply_derived(current[key], item)
                     result.derived_in += 1
                 partitions[key] = record.partition
             except (DecodeError, MergeError, ValueError) as exc:
                 code = getattr(exc, "code", "invalid")
                 log.warning("poison record %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
                 result.poison.append(Poison(record, str(exc), code))
-        for key, after in current.items():
+        for key, delta in deltas.items():
+            before = lookup(key) or empty_state(key)
+            after = join(before, delta)
             result.touched[key] = (partitions[key], after)
-            if changed(before[key], after):
+            if changed(before, after):
                 result.states[key] = (partitions[key], after)
-                result.derived.extend(derived_from(before[key], after))
+                result.derived.extend(derived_from(before, after))
         return result
+
+
+def _delta(item: ArtifactEvent | Derived) -> LinkedArtifactState:
+    """The state holding just this event or message (what ``merge``/``apply_derived`` join in)."""
+    if isinstance(item, ArtifactEvent):
+        return event_delta(item)
+    return LinkedArtifactState(key=item.target_key, inherited=[item], version=item.origin_version)
 
 
 def now() -> datetime:

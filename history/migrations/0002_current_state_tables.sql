@@ -130,7 +130,8 @@ FROM events
 WHERE kind = 'deployment' AND digest != ''
     AND (notEmpty(deployment_runtime_risks) OR deployment_risks_asserted_by != '');
 
--- Slot takeover: the digest of the latest `deployed` event of each slot is its holder.
+-- Slot takeover: the digest of the latest `deployed` event of each slot is its holder. A later
+-- slot-wide decommission (a workload deleted, reported without a digest) makes the holder '' (nobody).
 CREATE TABLE IF NOT EXISTS deployment_holder_state
 (
     logical_environment LowCardinality(String),
@@ -155,7 +156,8 @@ SELECT
     event_time AS deployed_at,
     version
 FROM events
-WHERE kind = 'deployment' AND digest != '' AND deployment_status = 'deployed';
+WHERE kind = 'deployment'
+    AND ((digest != '' AND deployment_status = 'deployed') OR (digest = '' AND deployment_status = 'decommissioned'));
 
 -- Alerts: one row per (subject, alert_key); subject is the event key (a digest or repo:owner/name).
 -- No body here: the ranking reads every row, and the page's bodies come from `events` by key.

@@ -96,9 +96,7 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
         answers = post_all(client, story(tokens))
     assert all(status in (200, 202) for _, status, _ in answers), answers
 
-    query = httpx.Client(
-        base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"}
-    )
+    query = httpx.Client(base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"})
 
     def settled() -> dict[str, Any] | None:
         response = query.get(f"/v1/state/{INDEX}")
@@ -171,3 +169,70 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
     latest = asyncio.run(_latest_states(services, {INDEX, AMD64, ARM64}))
     final = query.get(f"/v1/state/{INDEX}").json()
     assert linked_view(latest[INDEX]) == final
+
+
+def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(services: Services) -> None:
+    tokens = _tokens(services)
+    with httpx.Client(base_url=services.connectors_url, timeout=30) as client:
+        post_all(client, story(tokens))  # idempotent if the other test already told it
+    query = httpx.Client(base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"})
+
+    def complete() -> dict[str, Any] | None:
+        response = query.get(f"/v1/artifacts/{ARM64}")
+        if response.status_code != 200:
+            return None
+        view: dict[str, Any] = response.json()
+        done = (
+            view["alerts"]
+            and view["deployments"]
+            and any(b["workflow"]["status"] == "completed" for b in view["builds"])
+        )
+        return view if done else None
+
+    view = _wait(complete, what="ClickHouse's linked view of the family")
+    assert view == query.get(f"/v1/artifacts/{ARM64}").json()
+    by_index = query.get(f"/v1/artifacts/{INDEX}").json()
+    assert by_index["family"] == view["family"]
+    assert view["family"]["root"] == INDEX
+    assert {p["digest"]: p["platform"] for p in view["family"]["platform_digests"]} == {
+        AMD64: "linux/amd64",
+        ARM64: "linux/arm64",
+    }
+    assert view["repositories"] == [REPO]
+
+    index_locations = {(s["registry_url"], s["repository"], s["path"]) for s in view["storage"] if s["digest"] == INDEX}
+    assert (
+        "https://acme.jfrog.io/artifactory/",
+        "docker-prod-local",
+        "acme/payments-api/1.42.0/list.manifest.json",
+    ) in index_locations
+    assert all(s["status"] == "active" for s in view["storage"])
+
+    (run_build,) = [b for b in view["builds"] if b["workflow_run_id"] == RUN_ID]
+    assert run_build["digest"] == INDEX and run_build["commit"] == COMMIT
+    assert (run_build["workflow"]["status"], run_build["workflow"]["conclusion"]) == ("completed", "success")
+    assert run_build["predicate_type"] == "https://slsa.dev/provenance/v1"
+    assert run_build["attestation_sha256"]
+
+    # Current deployments: gke only (aks was decommissioned, and the late older deploy did not revive it).
+    assert {(d["digest"], d["cluster"]) for d in view["deployments"]} == {(INDEX, "gke-prod-use-1")}
+    (gke,) = view["deployments"]
+    assert gke["runtime_risks"] == ["lateral-movement"]
+
+    # The arm64 finding applies to the family, once, ranked with its reasons.
+    (alert,) = view["alerts"]
+    assert alert["vulnerability_id"] == CVE and alert["severity"] == "critical"
+    assert alert["reasons"] and alert["rank"] == 1
+
+    # The history table holds every event once, despite redeliveries and the duplicate report.
+    rows = query.post("/v1/sql", json={"sql": "SELECT count(), uniqExact(event_id) FROM events"}).json()["rows"]
+    assert rows[0][0] == rows[0][1]
+
+    # The alert filter finds it through the deployment context.
+    found = query.get("/v1/alerts", params={"q": "has:deployment runtime-risk:lateral-movement is:open"}).json()
+    assert CVE in {a["vulnerability_id"] for a in found["results"]}
+    assert not [
+        a
+        for a in query.get("/v1/alerts", params={"q": "runtime-risk:internet-exposed"}).json()["results"]
+        if a["vulnerability_id"] == CVE
+    ]

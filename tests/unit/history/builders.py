@@ -97,3 +97,57 @@ class Events:
                          vulnerability_id=vuln, severity=severity, cvss_score=cvss, epss=epss, state=state,  # type: ignore[arg-type]
                          tool=tool, package_name="openssl", title=f"{vuln} in openssl")
         return self._event(key=key, kind="alert", minute=minute, digest_=None if repository else subject, **body.model_dump())
+
+
+class Triage:
+    """A hand-built multi-arch history with known answers.
+
+    - index I (platforms A amd64, B arm64) stored in JFrog docker-local, then moved to docker-prod;
+      built by run 42 of acme/payments-api (provenance on I, workflow_run webhook for the run);
+      deployed in prod slot S1 with internet-exposed asserted by defender-for-cloud, then re-observed
+      by Kubernetes without risk data (the risk stays);
+    - OLD held slot S1 before I took it over (never decommissioned: no longer deployed anyway);
+    - GONE was deployed in staging slot S2, which was later deleted (slot-wide decommission);
+    - alerts: a critical CVE on platform B (reaches index I), a medium repository alert on
+      Acme/Payments-API (reaches I through its build), a high CVE on X (stored in GHCR, not deployed),
+      a fixed low CVE on I, and a high CVE on GONE (no longer deployed).
+    """
+
+    def __init__(self) -> None:
+        e = Events()
+        self.index, self.amd64, self.arm64 = digest("index"), digest("amd64"), digest("arm64")
+        self.old, self.gone, self.x = digest("old"), digest("gone"), digest("x")
+        I, A, B = self.index, self.amd64, self.arm64  # noqa: N806
+        self.cve_b = e.alert(B, minute=20, vuln="CVE-2025-1111", severity="critical", cvss=9.8, epss=0.92)
+        self.repo_alert = e.alert("", minute=21, repository="Acme/Payments-API", vuln="GHSA-aaaa-bbbb-cccc",
+                                  severity="medium", cvss=None, epss=None, tool="dependabot")
+        self.cve_x = e.alert(self.x, minute=22, vuln="CVE-2025-2222", severity="high", cvss=7.5, epss=0.05)
+        self.fixed_i = e.alert(I, minute=23, vuln="CVE-2025-3333", severity="low", cvss=3.1, epss=0.01,
+                               state="fixed")
+        self.cve_gone = e.alert(self.gone, minute=24, vuln="CVE-2025-4444", severity="high", cvss=8.1, epss=0.3)
+        self.events = [
+            e.link(I, A, arch="linux/amd64"),
+            e.link(I, B, minute=0.5, arch="linux/arm64"),
+            e.storage(I, minute=1, tags=["1.0"]),
+            e.storage(I, minute=2, tags=["latest"]),
+            e.storage(I, minute=30, action="moved", repository="docker-prod", previous_repository="docker-local"),
+            e.storage(self.x, minute=1, registry="ghcr", registry_url="https://ghcr.io", repository="acme/x",
+                      path=None),
+            e.build(I, minute=3),
+            e.run(minute=4),
+            e.deploy(self.old, minute=-60),
+            e.deploy(I, minute=10, risks=["internet-exposed"], asserted_by="defender-for-cloud"),
+            e.deploy(I, minute=40),
+            e.deploy(self.gone, minute=5, env="staging", cluster="aks-stg-1", name="gone-api",
+                     risks=["sensitive-data"], asserted_by="defender-for-cloud"),
+            e.deploy(None, minute=50, env="staging", cluster="aks-stg-1", name="gone-api", status="decommissioned"),
+            self.cve_b,
+            self.repo_alert,
+            self.cve_x,
+            self.fixed_i,
+            self.cve_gone,
+        ]
+
+    def key(self, alert: ArtifactEvent) -> str:
+        assert alert.alert is not None
+        return alert.alert.alert_key

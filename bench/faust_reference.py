@@ -1,0 +1,216 @@
+"""Reference consumers for bench/pipeline_e2e.py: the events topic read again, from offset 0, by a Faust app
+of its own (own app id, so a fresh consumer group and fresh tables).
+
+    python -m bench.faust_reference --mode count|naive|replay --app-id ID --expect N
+
+Modes:
+
+``count``
+    A plain agent that only counts raw records: the ceiling Faust itself sets on this machine.
+``naive``
+    What most users would write: inside ``async for event in stream``, decode the Avro event, read the key's
+    state from a table, ``pipeline.merge.merge`` it, and ``table[key] = state``: one table write (and one
+    changelog record) per event, no batching, no coalescing, nothing published.
+``replay``
+    The real worker (``pipeline.worker.create_app``, without sink and query API), under this app id. Its
+    derived and enriched topics are redirected to scratch topics of this app id, so the replay neither
+    feeds the running system's worker nor mixes its derived messages with the live run's. Done when every
+    event was processed and every derived message it sent was consumed.
+
+Kafka, the registry and the topic prefix come from LINKED_ARTIFACTS_* like in every process. When done, it
+writes its result as JSON to ``--result`` (times are epoch seconds; a file because Faust redirects stdout
+into its logs) and stops itself with SIGTERM, which Faust handles as a clean shutdown. Until then it
+rewrites the file every second with ``"finished": false``, so a run stopped at the parent's deadline
+still gives a rate over what it consumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import signal
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from linked_artifacts import bootstrap, topics
+from linked_artifacts.avro import AvroCodec, SchemaRegistry
+from linked_artifacts.events import ArtifactEvent
+from linked_artifacts.settings import Settings, load_settings
+from pipeline.merge import merge
+from pipeline.processor import BatchResult, Record
+from pipeline.state import LinkedArtifactState, empty_state
+
+Mode = Literal["count", "naive", "replay"]
+PROGRESS_EVERY_S = 1.0
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Progress:
+    """Counts what the agent consumed; reports once when the target is reached, then stops the process."""
+
+    def __init__(self, *, mode: Mode, app_id: str, expect: int, result: Path) -> None:
+        self.mode = mode
+        self.result = result
+        self.app_id = app_id
+        self.expect = expect
+        self.started = time.time()
+        self.first: float | None = None
+        self.first_cpu = 0.0
+        self.events = 0
+        self.derived_in = 0
+        self.derived_out = 0
+        self.batches = 0
+        self.reported = False
+        self.last_write = 0.0
+
+    def seen(self, *, events: int, derived_in: int = 0, derived_out: int = 0) -> None:
+        now = time.time()
+        if self.first is None:
+            self.first = now
+            self.first_cpu = _cpu()
+        self.events += events
+        self.derived_in += derived_in
+        self.derived_out += derived_out
+        self.batches += 1
+        if self.reported:
+            return
+        if self.events >= self.expect and self.derived_in >= self.derived_out:
+            self.write(finished=True)
+            self.reported = True
+            # Let the agent return to Faust first; the worker then stops on SIGTERM like on Ctrl-C.
+            asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+        elif now - self.last_write >= PROGRESS_EVERY_S:
+            # So a run the parent stops at its deadline still yields a rate over what it consumed.
+            self.write(finished=False)
+
+    def write(self, *, finished: bool) -> None:
+        done = self.last_write = time.time()
+        first = self.first if self.first is not None else done
+        result = {
+            "mode": self.mode, "app_id": self.app_id, "finished": finished, "events": self.events,
+            "expect": self.expect, "derived_in": self.derived_in, "derived_out": self.derived_out,
+            "batches": self.batches, "process_started": self.started, "first_record": first, "done": done,
+            "startup_seconds": first - self.started, "consume_seconds": done - first,
+            "cpu_seconds": _cpu() - self.first_cpu,
+            "events_per_s": self.events / (done - first) if done > first else None,
+        }
+        tmp = self.result.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(self.result)  # the parent never reads half a file
+
+
+def _faust_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
+    # The worker's own Faust settings (pipeline.worker.create_app), so only the agent body differs.
+    return faust.App(
+        app_id, broker=f"kafka://{settings.kafka_servers}", store="memory://", datadir=str(datadir),
+        processing_guarantee="at_least_once", topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor, topic_disable_leader=True,
+        table_standby_replicas=0, consumer_auto_offset_reset="earliest", producer_acks=-1,
+        broker_commit_interval=1.0, web_enabled=False,
+    )
+
+
+def count_app(settings: Settings, progress: Progress, datadir: Path) -> faust.App:
+    app = _faust_app(settings, progress.app_id, datadir)
+    source = app.topic(topics.events_topic(settings), **RAW)
+
+    @app.agent(source, name="count")
+    async def count(stream: Any) -> None:
+        async for _value in stream:
+            progress.seen(events=1)
+
+    return app
+
+
+def naive_app(settings: Settings, progress: Progress, datadir: Path) -> faust.App:
+    app = _faust_app(settings, progress.app_id, datadir)
+    source = app.topic(topics.events_topic(settings), **RAW)
+    codec = AvroCodec(SchemaRegistry(settings.schema_registry_url),
+                      subject=bootstrap.subject_for(settings, "artifact_event"), schema_name="artifact_event",
+                      model=ArtifactEvent)
+    # bytes keys and values: Faust picks its raw codec for them. The value is what the worker stores (the
+    # state's canonical JSON), so both pay the same (de)serialisation.
+    table = app.Table("naive-state", default=None, partitions=settings.topic_partitions, key_type=bytes,
+                      value_type=bytes)
+
+    @app.agent(source, name="naive-join")
+    async def join(stream: Any) -> None:
+        async for value in stream:
+            event = codec.decode(value)
+            key = event.key.encode()
+            stored = table.get(key)
+            state = LinkedArtifactState.model_validate_json(stored) if stored is not None else empty_state(event.key)
+            table[key] = merge(state, event).model_dump_json().encode()
+            progress.seen(events=1)
+
+    return app
+
+
+async def _create_topics(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="bench-reference")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        await admin.create_topics([
+            NewTopic(name=n, num_partitions=settings.topic_partitions,
+                     replication_factor=settings.topic_replication_factor) for n in names if n not in existing])
+    finally:
+        await admin.close()
+
+
+def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.App:
+    derived, enriched = f"{progress.app_id}.derived", f"{progress.app_id}.enriched"
+    asyncio.run(_create_topics(settings, [derived, enriched]))
+    # Redirect the worker's outputs (looked up through the module at Linker construction) to scratch topics;
+    # the events topic, the merge, the batching and the table writes stay exactly the worker's.
+    topics.derived_topic = lambda _settings: derived  # type: ignore[assignment]
+    topics.enriched_topic = lambda _settings: enriched  # type: ignore[assignment]
+    from pipeline.worker import create_app
+
+    app, linker = create_app(settings.model_copy(update={"worker_id": progress.app_id, "data_dir": datadir}),
+                             with_sink=False, with_api=False)
+    handle = linker.handle
+    events_topic = topics.events_topic(settings)
+
+    async def counted(records: list[Record]) -> BatchResult:
+        result = await handle(records)
+        from_events = sum(1 for r in records if r.topic == events_topic)
+        progress.seen(events=from_events, derived_in=len(records) - from_events, derived_out=len(result.derived))
+        return result
+
+    linker.handle = counted  # type: ignore[method-assign]
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["count", "naive", "replay"], required=True)
+    parser.add_argument("--app-id", required=True, help="Faust app id: a fresh consumer group and tables")
+    parser.add_argument("--expect", type=int, required=True, help="events on the topic; done when all are read")
+    parser.add_argument("--datadir", type=Path, required=True, help="Faust's data directory (throw-away)")
+    parser.add_argument("--result", type=Path, required=True, help="where to write the result JSON")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings()
+    args.datadir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(mode=args.mode, app_id=args.app_id, expect=args.expect, result=args.result)
+    builders = {"count": count_app, "naive": naive_app, "replay": replay_app}
+    app = builders[args.mode](settings, progress, args.datadir)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

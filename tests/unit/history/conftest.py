@@ -1,0 +1,53 @@
+"""Fixtures: one in-memory chDB engine per test session, a migrated database per purpose.
+
+chDB hosts one engine per process and clickhouse-connect gives each client its own handle to it, so
+every fixture here opens handles on ``chdb://memory``. Applying the migrations costs about a second, so
+the schema is applied once per database and tests start from emptied tables instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from history.client import Warehouse
+
+_DSN = "chdb://memory"
+
+
+def open_database(name: str) -> Warehouse:
+    warehouse = Warehouse.connect(_DSN, database=name)
+    warehouse.command(f"DROP DATABASE IF EXISTS {name}")
+    warehouse.close()
+    warehouse = Warehouse.connect(_DSN, database=name)
+    warehouse.apply_migrations()
+    return warehouse
+
+
+def empty_tables(warehouse: Warehouse) -> None:
+    tables = warehouse.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree' "
+        "AND name != 'schema_migrations'",
+        {"db": warehouse.database},
+    ).result_rows
+    for (name,) in tables:
+        warehouse.command(f"TRUNCATE TABLE {name}")
+
+
+@pytest.fixture(scope="session")
+def shared_database() -> Iterator[Warehouse]:
+    warehouse = open_database(f"la_unit_{os.getpid()}")
+    yield warehouse
+    warehouse.command(f"DROP DATABASE IF EXISTS {warehouse.database}")
+    warehouse.close()
+
+
+@pytest.fixture
+def warehouse(shared_database: Warehouse) -> Iterator[Warehouse]:
+    """A migrated database with empty tables, as a fresh session."""
+    empty_tables(shared_database)
+    session = shared_database.session()
+    yield session
+    session.close()
