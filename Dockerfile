@@ -6,6 +6,7 @@ COPY linked_artifacts ./linked_artifacts
 COPY connectors ./connectors
 COPY pipeline ./pipeline
 COPY history ./history
+COPY web ./web
 COPY schemas ./schemas
 RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --uid 10001 la
 USER la

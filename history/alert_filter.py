@@ -277,8 +277,8 @@ def _number(qualifier: str, value: str) -> tuple[Comparator, float]:
     op: Comparator = "="
     for candidate in COMPARATORS:
         if value.startswith(candidate):
-            op = candidate  # type: ignore[assignment]
-            value = value[len(candidate):]
+            op = candidate
+            value = value[len(candidate) :]
             break
     try:
         number = float(value)
@@ -308,7 +308,7 @@ def _as_of(value: str) -> AsOf:
 
 def _text_value(qualifier: str, value: str) -> Match:
     if not value:
-        raise FilterError(f"{qualifier}: needs a value, e.g. {qualifier}:\"...\"")
+        raise FilterError(f'{qualifier}: needs a value, e.g. {qualifier}:"..."')
     if qualifier == "artifact-registry-url":
         # Stored hosts come from rows.registry_host; the filter value goes through the same function,
         # so "https://acme.jfrog.io/artifactory/", "acme.jfrog.io" and "ACME.jfrog.io:443" all match.
@@ -340,8 +340,9 @@ _TERM_BUILDERS: Final[dict[str, Callable[[str, str], Node]]] = {
 def _term(token: _Token) -> Node:
     builder = _TERM_BUILDERS.get(token.qualifier)
     if builder is None:
-        raise UnknownFilter(f"unknown filter {_excerpt(token.qualifier + ':')} at position {token.position}; "
-                            + _KNOWN_TEXT)
+        raise UnknownFilter(
+            f"unknown filter {_excerpt(token.qualifier + ':')} at position {token.position}; " + _KNOWN_TEXT
+        )
     return builder(token.qualifier, token.value)
 
 
@@ -497,13 +498,15 @@ def evaluate(expr: Node | None, alert: Mapping[str, Any]) -> bool:
         actual = alert[expr.qualifier]
         if actual is None:
             return False
-        return {
-            ">": actual > expr.number,
-            ">=": actual >= expr.number,
-            "<": actual < expr.number,
-            "<=": actual <= expr.number,
-            "=": actual == expr.number,
-        }[expr.op]
+        return bool(
+            {
+                ">": actual > expr.number,
+                ">=": actual >= expr.number,
+                "<": actual < expr.number,
+                "<=": actual <= expr.number,
+                "=": actual == expr.number,
+            }[expr.op]
+        )
     if isinstance(expr, Not):
         return not evaluate(expr.operand, alert)
     if isinstance(expr, And):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,9 +47,7 @@ from linked_artifacts.errors import LinkedArtifactsError
 MAX_LIMIT: Final = 1_000
 MAX_OFFSET: Final = 100_000
 
-_ORDER: Final = (
-    "score DESC, ifNull(cvss, -1) DESC, ifNull(epss, -1) DESC, vulnerability_id, subject, alert_key, family"
-)
+_ORDER: Final = "score DESC, ifNull(cvss, -1) DESC, ifNull(epss, -1) DESC, vulnerability_id, subject, alert_key, family"
 
 
 class InvalidParameter(LinkedArtifactsError):
@@ -133,19 +131,50 @@ def _check_page(limit: int, offset: int) -> None:
         raise InvalidParameter(f"offset must be between 0 and {MAX_OFFSET}", field="offset", status=400)
 
 
-# The context of one (alert, artifact family) row. Composed from the current-state views, or the as-of
-# views, of migration 0003; every relation appears in as few places as possible because ClickHouse
-# re-plans and re-runs a CTE at each reference. Restricted to given families, every read goes by a
-# sort key ({members} are the families' digests: roots and their platform manifests).
+# The context of one (alert, artifact family) row, composed from the current-state views (or the
+# as-of views) of migration 0003.
+#
+# Scope: "all" alerts; "deployed": only alerts on families deployed now (the filter can only match
+# those); "families": only the families bound as {families:Array(String)} (the linked view). A scope
+# is a set computed inside the query (ClickHouse is slow with large array parameters), so every later
+# read of a current-state table goes by its sort key.
+#
+# ClickHouse re-runs a CTE at each reference. Where the server has materialized CTEs
+# (enable_materialized_cte, ClickHouse 25.x+ and chDB 26.x) the shared sets are computed once; elsewhere
+# the same query runs with inlined CTEs, with the same answers.
 _CONTEXT_SQL: Final = """
 WITH
-    roots AS (SELECT digest, root FROM {roots} {members_only_digest}),
-    build_families AS
+    deployed AS {materialized}
+    (
+        SELECT
+            if(r.root = '', d.digest, r.root) AS family,
+            lowerUTF8(d.logical_environment) AS environment,
+            arraySort(arrayDistinct(CAST(d.runtime_risks, 'Array(String)'))) AS risks,
+            environment IN ('prod', 'production', 'prd', 'live') AS production,
+            least(35, 25 * has(risks, 'internet-exposed') + 10 * has(risks, 'sensitive-data')
+                + 10 * has(risks, 'critical-resource') + 5 * has(risks, 'lateral-movement')) AS full_points,
+            if(production, full_points, intDiv(full_points, 2)) AS points
+        FROM {deployments} AS d
+        LEFT JOIN {roots} AS r ON r.digest = d.digest
+    ),
+    scope AS {materialized} ({scope}),
+    members AS {materialized}
+    (
+        SELECT family AS member FROM scope
+        UNION ALL
+        SELECT linked_digest AS member FROM {links}
+        WHERE relation = 'platform' AND digest IN (SELECT family FROM scope)
+    ),
+    roots AS {materialized}
+    (
+        SELECT digest, root FROM {roots} {where_member_digest}
+    ),
+    build_families AS {materialized}
     (
         SELECT DISTINCT if(r.root = '', b.digest, r.root) AS family, b.repository AS build_repository
         FROM {build_subjects} AS b
         LEFT JOIN roots AS r ON r.digest = b.digest
-        WHERE b.repository != '' {and_members_only_b}
+        WHERE b.repository != '' {and_member_b}
     ),
     family_deployments AS
     (
@@ -156,20 +185,7 @@ WITH
             max(points) AS f_exposure_points,
             argMax((environment, risks), (points, production, environment, risks)) AS f_exposure_top,
             max(if(production, 10, 5)) AS f_environment_points
-        FROM
-        (
-            SELECT
-                if(r.root = '', d.digest, r.root) AS family,
-                lowerUTF8(d.logical_environment) AS environment,
-                arraySort(arrayDistinct(CAST(d.runtime_risks, 'Array(String)'))) AS risks,
-                environment IN ('prod', 'production', 'prd', 'live') AS production,
-                least(35, 25 * has(risks, 'internet-exposed') + 10 * has(risks, 'sensitive-data')
-                    + 10 * has(risks, 'critical-resource') + 5 * has(risks, 'lateral-movement')) AS full_points,
-                if(production, full_points, intDiv(full_points, 2)) AS points
-            FROM {deployments} AS d
-            LEFT JOIN roots AS r ON r.digest = d.digest
-            {members_only_d}
-        )
+        FROM deployed
         GROUP BY family
     ),
     family_storage AS
@@ -180,7 +196,7 @@ WITH
             arraySort(groupUniqArray(CAST(s.registry_host, 'String'))) AS f_registry_hosts
         FROM {storage} AS s
         LEFT JOIN roots AS r ON r.digest = s.digest
-        WHERE s.status = 'active' {and_members_only_s}
+        WHERE s.status = 'active' {and_member_s}
         GROUP BY family
     ),
     family_builds AS
@@ -194,12 +210,12 @@ WITH
         SELECT a.*, if(r.root = '', a.subject, r.root) AS family
         FROM {alerts} AS a
         LEFT JOIN roots AS r ON r.digest = a.subject
-        WHERE a.scope != 'repository' {and_members_only_a}
+        WHERE a.scope != 'repository' {and_member_a}
         UNION ALL
         SELECT a.*, b.family AS family
         FROM {alerts} AS a
         LEFT JOIN build_families AS b ON b.build_repository = a.repository
-        WHERE a.scope = 'repository' {and_repo_keys_only_a}
+        WHERE a.scope = 'repository' {and_built_repo_a}
     )
 SELECT
     a.subject AS subject, a.alert_key AS alert_key, a.family AS family, a.scope AS scope,
@@ -226,56 +242,46 @@ FROM pairs AS a
 LEFT JOIN family_deployments AS fd ON fd.family = a.family
 LEFT JOIN family_storage AS fs ON fs.family = a.family
 LEFT JOIN family_builds AS fb ON fb.family = a.family
-{families_only}
+{where_in_scope}
 """
 
+Scope = Literal["all", "deployed", "families"]
 
-def context_sql(as_of: datetime | None, *, restricted: bool) -> str:
+_SCOPES: Final[dict[str, str]] = {
+    "all": "SELECT '' AS family WHERE 0",
+    "deployed": "SELECT DISTINCT family FROM deployed",
+    "families": "SELECT arrayJoin({families:Array(String)}) AS family",
+}
+
+
+def context_sql(as_of: datetime | None, *, scope: Scope = "all", materialize: bool = False) -> str:
     """SQL of the alert context rows: one per (alert, family), with everything filters and ranking use.
 
-    Binds ``as_of`` (when given) and, when ``restricted``, ``families`` and ``members``
-    (``Array(String)``). Only fixed view names and fixed fragments are put into the text.
+    Binds ``as_of`` when given, and ``families`` (``Array(String)``) for the "families" scope. Only
+    fixed view names and fixed fragments are put into the text.
     """
-    members = "{members:Array(String)}"
+    scoped = scope != "all"
+    in_members = "IN (SELECT member FROM members)"
     fragments = {
+        "materialized": "MATERIALIZED" if materialize else "",
         "roots": relation("digest_roots", as_of),
+        "links": relation("links", as_of),
         "build_subjects": relation("build_subjects", as_of),
         "deployments": relation("deployments", as_of),
         "storage": relation("storage", as_of),
         "alerts": relation("alerts", as_of),
-        "members_only_digest": f"WHERE digest IN {members}" if restricted else "",
-        "and_members_only_b": f"AND b.digest IN {members}" if restricted else "",
-        "members_only_d": f"WHERE d.digest IN {members}" if restricted else "",
-        "and_members_only_s": f"AND s.digest IN {members}" if restricted else "",
-        "and_members_only_a": f"AND a.subject IN {members}" if restricted else "",
-        "and_repo_keys_only_a": (
-            "AND a.subject IN (SELECT concat('repo:', build_repository) FROM build_families)" if restricted else ""
+        "scope": _SCOPES[scope],
+        "where_member_digest": f"WHERE digest {in_members}" if scoped else "",
+        "and_member_b": f"AND b.digest {in_members}" if scoped else "",
+        "and_member_s": f"AND s.digest {in_members}" if scoped else "",
+        "and_member_a": f"AND a.subject {in_members}" if scoped else "",
+        "and_built_repo_a": (
+            "AND a.subject IN (SELECT concat('repo:', build_repository) FROM build_families)" if scoped else ""
         ),
-        "families_only": "WHERE a.family IN {families:Array(String)}" if restricted else "",
+        "where_in_scope": "WHERE a.family IN (SELECT family FROM scope)" if scoped else "",
     }
-    return _CONTEXT_SQL.format(**fragments) + "SETTINGS join_use_nulls = 0"
-
-
-def deployed_families(warehouse: Warehouse, as_of: datetime | None) -> list[str]:
-    """Root digests of the families with at least one deployment now (or at ``as_of``)."""
-    rows = warehouse.query(
-        "SELECT DISTINCT if(r.root = '', d.digest, r.root) "
-        f"FROM {relation('deployments', as_of)} AS d "
-        f"LEFT JOIN {relation('digest_roots', as_of)} AS r ON r.digest = d.digest "
-        "SETTINGS join_use_nulls = 0",
-        as_of_parameters(as_of),
-    ).result_rows
-    return sorted(str(row[0]) for row in rows)
-
-
-def family_members(warehouse: Warehouse, families: Sequence[str], as_of: datetime | None) -> list[str]:
-    """Every digest of the given families: the roots and their platform manifests."""
-    rows = warehouse.query(
-        f"SELECT linked_digest FROM {relation('links', as_of)} "
-        "WHERE digest IN {families:Array(String)} AND relation = 'platform'",
-        {"families": list(families), **as_of_parameters(as_of)},
-    ).result_rows
-    return sorted({*families, *(str(row[0]) for row in rows)})
+    settings = "join_use_nulls = 0" + (", enable_materialized_cte = 1" if materialize else "")
+    return _CONTEXT_SQL.format(**fragments) + f"SETTINGS {settings}"
 
 
 def rank(
@@ -285,41 +291,34 @@ def rank(
     limit: int,
     offset: int = 0,
     families: Sequence[str] | None = None,
-    members: Sequence[str] | None = None,
 ) -> tuple[int, list[RankedAlert]]:
     """Run a compiled filter and return (total matching, the requested page).
 
-    ``families`` (root digests) limits the search to alerts on those artifacts; ``members`` are their
-    digests, looked up when not given. When the filter can only match deployed artifacts, the deployed
-    families are looked up first, so every later read goes by sort key (the fast path for
-    ``has:deployment runtime-risk:...``).
+    ``families`` (root digests) limits the search to alerts on those artifacts (the linked view). When
+    the filter can only match deployed artifacts, only alerts on deployed families are read: the fast
+    path for ``has:deployment runtime-risk:...``.
     """
     _check_page(limit, offset)
-    as_of = compiled.as_of
-    if families is None and compiled.requires_deployment:
-        families = deployed_families(warehouse, as_of)
-        if not families:
-            return 0, []
+    scope: Scope = "families" if families is not None else "deployed" if compiled.requires_deployment else "all"
     parameters: dict[str, Any] = dict(compiled.parameters)
-    parameters.update(limit=limit, offset=offset, **as_of_parameters(as_of))
+    parameters.update(limit=limit, offset=offset, **as_of_parameters(compiled.as_of))
     if families is not None:
         parameters["families"] = list(families)
-        parameters["members"] = list(members) if members is not None else family_members(warehouse, families, as_of)
-    source = f"({context_sql(as_of, restricted=families is not None)})"
+    source = context_sql(compiled.as_of, scope=scope, materialize=warehouse.materialized_cte)
+    head, settings = source.rsplit("SETTINGS", 1)
     sql = (
-        f"SELECT *, count() OVER () AS total_count FROM {source} WHERE {compiled.where} "
-        f"ORDER BY {_ORDER} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}"
+        f"SELECT *, count() OVER () AS total_count FROM ({head}) WHERE {compiled.where} "
+        f"ORDER BY {_ORDER} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}} SETTINGS{settings}"
     )
     rows = warehouse.rows(sql, parameters)
     total = int(rows[0]["total_count"]) if rows else 0
     if not rows and offset > 0:
         # The page is past the end; count separately so the caller still learns the total.
-        total = int(warehouse.query(f"SELECT count() FROM {source} WHERE {compiled.where}", parameters)
-                    .result_rows[0][0])
+        count_sql = f"SELECT count() FROM ({head}) WHERE {compiled.where} SETTINGS{settings}"
+        total = int(warehouse.query(count_sql, parameters).result_rows[0][0])
     details = _page_details(warehouse, rows)
     return total, [
-        _ranked(offset + i + 1, row, details.get((row["subject"], row["alert_key"]), {}))
-        for i, row in enumerate(rows)
+        _ranked(offset + i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)
     ]
 
 
@@ -347,10 +346,7 @@ def _page_details(warehouse: Warehouse, rows: list[dict[str, Any]]) -> dict[tupl
 
 def _ranked(position: int, row: dict[str, Any], details: dict[str, Any]) -> RankedAlert:
     body: dict[str, Any] = details.get("body") or {}
-    points = {
-        name: int(row[f"{name}_points"])
-        for name in ("severity", "cvss", "epss", "exposure", "environment")
-    }
+    points = {name: int(row[f"{name}_points"]) for name in ("severity", "cvss", "epss", "exposure", "environment")}
     return RankedAlert(
         rank=position,
         score=int(row["score"]),

@@ -159,25 +159,26 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         )
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
-            raise MigrationError(f"migration versions must be contiguous: expected {expected:04d}, "
-                                 f"found {migration.version:04d}_{migration.name}")
+            raise MigrationError(
+                f"migration versions must be contiguous: expected {expected:04d}, "
+                f"found {migration.version:04d}_{migration.name}"
+            )
     return migrations
 
 
 def quote_identifier(name: str) -> str:
     """A database or table name we put into DDL. Only plain identifiers are accepted."""
     if not _IDENTIFIER.match(name):
-        raise LinkedArtifactsError(f"{name!r} is not a valid ClickHouse identifier (letters, digits, _)",
-                                   field="clickhouse_database")
+        raise LinkedArtifactsError(
+            f"{name!r} is not a valid ClickHouse identifier (letters, digits, _)", field="clickhouse_database"
+        )
     return f"`{name}`"
 
 
 def _connect(dsn: str, *, database: str | None, settings: Mapping[str, Any] | None = None) -> Client:
     # tz_mode="aware": every DateTime64('UTC') comes back as an aware UTC datetime on both backends.
     try:
-        return clickhouse_connect.get_client(
-            dsn=dsn, database=database, settings=dict(settings or {}), tz_mode="aware"
-        )
+        return clickhouse_connect.get_client(dsn=dsn, database=database, settings=dict(settings or {}), tz_mode="aware")
     except ClickHouseError as ex:
         raise WarehouseError(f"cannot open ClickHouse at {_redact(dsn)}: {ex}") from ex
 
@@ -193,6 +194,7 @@ class Warehouse:
         self._client = client
         self.dsn = dsn
         self.database = database
+        self._materialized_cte: bool | None = None
 
     # --- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -228,6 +230,14 @@ class Warehouse:
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb:")
+
+    @property
+    def materialized_cte(self) -> bool:
+        """Whether this ClickHouse runs ``WITH x AS MATERIALIZED (...)`` once (25.x+, chDB 26.x)."""
+        if self._materialized_cte is None:
+            result = self.query("SELECT count() FROM system.settings WHERE name = 'enable_materialized_cte'")
+            self._materialized_cte = bool(result.result_rows[0][0])
+        return self._materialized_cte
 
     @property
     def client(self) -> Client:
@@ -308,9 +318,7 @@ class Warehouse:
     # --- schema --------------------------------------------------------------------------------------
     def applied_migrations(self) -> list[AppliedMigration]:
         self._ensure_migrations_table()
-        result = self.query(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version LIMIT 1 BY version"
-        )
+        result = self.query("SELECT version, name, checksum FROM schema_migrations ORDER BY version LIMIT 1 BY version")
         return [AppliedMigration(int(v), str(n), str(c)) for v, n, c in result.result_rows]
 
     def apply_migrations(self, migrations: Sequence[Migration] | None = None) -> list[int]:
@@ -356,8 +364,9 @@ class Warehouse:
         start-up only when it differs from the table's. Current-state tables keep their state.
         """
         if days is not None and (not isinstance(days, int) or days <= 0):
-            raise LinkedArtifactsError("history_ttl_days must be a positive whole number of days",
-                                       field="history_ttl_days")
+            raise LinkedArtifactsError(
+                "history_ttl_days must be a positive whole number of days", field="history_ttl_days"
+            )
         result = self.query(
             "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'events'",
             {"db": self.database},

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, cast
 
 from pydantic import BaseModel
 
@@ -149,7 +149,7 @@ def _write(records: Iterator[dict[str, Any]], path: Path, fmt: ExportFormat, mod
     count = 0
     with path.open("wb") as raw:
         hashing = _HashingWriter(raw)
-        text = io.TextIOWrapper(hashing, encoding="utf-8", newline="")
+        text = io.TextIOWrapper(cast(Any, hashing), encoding="utf-8", newline="")  # a raw binary sink
         writer = csv.writer(text, lineterminator="\n") if fmt == "csv" else None
         if writer is not None:
             writer.writerow(columns)

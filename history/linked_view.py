@@ -69,12 +69,16 @@ def family_of(warehouse: Warehouse, digest: str, *, as_of: datetime | None = Non
         {"ds": sorted({digest, root}), **as_of_parameters(as_of)},
     )
     platforms = [
-        {"digest": r["linked_digest"], "platform": r["platform"] or None, "index_digest": r["digest"],
-         "linked_at": _iso(r["linked_at"])}
-        for r in links if r["relation"] == "platform" and r["digest"] == root
+        {
+            "digest": r["linked_digest"],
+            "platform": r["platform"] or None,
+            "index_digest": r["digest"],
+            "linked_at": _iso(r["linked_at"]),
+        }
+        for r in links
+        if r["relation"] == "platform" and r["digest"] == root
     ]
-    indexes = sorted({r["linked_digest"] for r in links if r["relation"] == "index"} | (
-        {root} if platforms else set()))
+    indexes = sorted({r["linked_digest"] for r in links if r["relation"] == "index"} | ({root} if platforms else set()))
     digests = sorted({root, digest} | {p["digest"] for p in platforms})
     return {"root": root, "digests": digests, "index_digests": indexes, "platform_digests": platforms}
 
@@ -120,25 +124,27 @@ def _storage(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | Non
         body = _json(row["body"])
         timeline = timelines.get((row["digest"], row["registry_url"], row["repository"], row["path"]), {})
         tags = timeline.get("tags", {})
-        out.append({
-            "digest": row["digest"],
-            "registry": row["registry"],
-            "registry_url": row["registry_url"],
-            "repository": row["repository"],
-            "path": row["path"] or None,
-            "name": body.get("name"),
-            "version": body.get("version"),
-            "artifact_url": body.get("artifact_url"),
-            "status": row["status"],
-            "last_action": row["action"],
-            "tags": list(row["tags"]),
-            "tag_history": [
-                {"tag": tag, "first_seen": _iso(first), "last_seen": _iso(last)}
-                for tag, (first, last) in sorted(tags.items(), key=lambda item: (item[1][0], item[0]))
-            ],
-            "created_at": _iso(timeline.get("created_at", row["updated_at"])),
-            "updated_at": _iso(row["updated_at"]),
-        })
+        out.append(
+            {
+                "digest": row["digest"],
+                "registry": row["registry"],
+                "registry_url": row["registry_url"],
+                "repository": row["repository"],
+                "path": row["path"] or None,
+                "name": body.get("name"),
+                "version": body.get("version"),
+                "artifact_url": body.get("artifact_url"),
+                "status": row["status"],
+                "last_action": row["action"],
+                "tags": list(row["tags"]),
+                "tag_history": [
+                    {"tag": tag, "first_seen": _iso(first), "last_seen": _iso(last)}
+                    for tag, (first, last) in sorted(tags.items(), key=lambda item: (item[1][0], item[0]))
+                ],
+                "created_at": _iso(timeline.get("created_at", row["updated_at"])),
+                "updated_at": _iso(row["updated_at"]),
+            }
+        )
     return out
 
 
@@ -156,37 +162,38 @@ def _builds(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None
         for run in warehouse.rows(
             f"SELECT * FROM {relation('build_runs', as_of)} "
             "WHERE repository IN {repos:Array(String)} AND run_id IN {ids:Array(UInt64)}",
-            {"repos": sorted({w[0] for w in wanted}), "ids": sorted({w[1] for w in wanted}),
-             **as_of_parameters(as_of)},
+            {"repos": sorted({w[0] for w in wanted}), "ids": sorted({w[1] for w in wanted}), **as_of_parameters(as_of)},
         ):
             runs[(run["repository"], int(run["run_id"]))] = run
     out = []
     for row in subjects:
         body = _json(row["body"])
-        run = runs.get((row["repository"], int(row["run_id"])))
-        run_body = _json(run["body"]) if run else {}
-        out.append({
-            "digest": row["digest"],
-            "repository": row["repository"] or None,
-            "workflow_run_id": int(row["run_id"]) or None,
-            "commit": row["commit"] or (run["commit"] if run else "") or None,
-            "ref": body.get("ref") or run_body.get("ref"),
-            "builder_id": row["builder_id"] or None,
-            "build_type": body.get("build_type"),
-            "predicate_type": body.get("predicate_type"),
-            "invocation_id": body.get("invocation_id"),
-            "attestation_sha256": row["attestation_sha256"] or None,
-            "subject_name": body.get("subject_name"),
-            "workflow": {
-                "name": run_body.get("workflow_name") or body.get("workflow_name"),
-                "path": run_body.get("workflow_path") or body.get("workflow_path"),
-                "status": run["status"] if run else body.get("status"),
-                "conclusion": run["conclusion"] if run else body.get("conclusion"),
-                "run_attempt": run_body.get("run_attempt") or body.get("run_attempt"),
-                "run_url": run_body.get("run_url") or body.get("run_url"),
-            },
-            "updated_at": _iso(row["updated_at"]),
-        })
+        matched = runs.get((row["repository"], int(row["run_id"])))
+        run_body = _json(matched["body"]) if matched else {}
+        out.append(
+            {
+                "digest": row["digest"],
+                "repository": row["repository"] or None,
+                "workflow_run_id": int(row["run_id"]) or None,
+                "commit": row["commit"] or (matched["commit"] if matched else "") or None,
+                "ref": body.get("ref") or run_body.get("ref"),
+                "builder_id": row["builder_id"] or None,
+                "build_type": body.get("build_type"),
+                "predicate_type": body.get("predicate_type"),
+                "invocation_id": body.get("invocation_id"),
+                "attestation_sha256": row["attestation_sha256"] or None,
+                "subject_name": body.get("subject_name"),
+                "workflow": {
+                    "name": run_body.get("workflow_name") or body.get("workflow_name"),
+                    "path": run_body.get("workflow_path") or body.get("workflow_path"),
+                    "status": matched["status"] if matched else body.get("status"),
+                    "conclusion": matched["conclusion"] if matched else body.get("conclusion"),
+                    "run_attempt": run_body.get("run_attempt") or body.get("run_attempt"),
+                    "run_url": run_body.get("run_url") or body.get("run_url"),
+                },
+                "updated_at": _iso(row["updated_at"]),
+            }
+        )
     return out
 
 
@@ -215,28 +222,36 @@ def _deployments(warehouse: Warehouse, digests: Sequence[str], as_of: datetime |
     out = []
     for row in rows:
         body = _json(row["body"])
-        slot = (row["digest"], row["logical_environment"], row["physical_environment"], row["cluster"],
-                row["deployment_name"])
-        out.append({
-            "id": record_id(*slot),
-            "digest": row["digest"],
-            "logical_environment": row["logical_environment"],
-            "physical_environment": row["physical_environment"],
-            "cluster": row["cluster"],
-            "deployment_name": row["deployment_name"],
-            "runtime_risks": sorted(row["runtime_risks"]),
-            "risks_asserted_by": row["risks_asserted_by"] or None,
-            "risks_asserted_at": _iso(row["risks_asserted_at"]) if row["risks_asserted_by"] or row["runtime_risks"]
-            else None,
-            "namespace": body.get("namespace"),
-            "workload": body.get("workload"),
-            "container": body.get("container"),
-            "image_ref": body.get("image_ref"),
-            "tags": body.get("tags") or {},
-            "first_seen": _iso(first_seen.get(slot, row["deployed_at"])),
-            "deployed_at": _iso(row["deployed_at"]),
-            "updated_at": _iso(row["updated_at"]),
-        })
+        slot = (
+            row["digest"],
+            row["logical_environment"],
+            row["physical_environment"],
+            row["cluster"],
+            row["deployment_name"],
+        )
+        out.append(
+            {
+                "id": record_id(*slot),
+                "digest": row["digest"],
+                "logical_environment": row["logical_environment"],
+                "physical_environment": row["physical_environment"],
+                "cluster": row["cluster"],
+                "deployment_name": row["deployment_name"],
+                "runtime_risks": sorted(row["runtime_risks"]),
+                "risks_asserted_by": row["risks_asserted_by"] or None,
+                "risks_asserted_at": _iso(row["risks_asserted_at"])
+                if row["risks_asserted_by"] or row["runtime_risks"]
+                else None,
+                "namespace": body.get("namespace"),
+                "workload": body.get("workload"),
+                "container": body.get("container"),
+                "image_ref": body.get("image_ref"),
+                "tags": body.get("tags") or {},
+                "first_seen": _iso(first_seen.get(slot, row["deployed_at"])),
+                "deployed_at": _iso(row["deployed_at"]),
+                "updated_at": _iso(row["updated_at"]),
+            }
+        )
     return out
 
 
@@ -286,13 +301,16 @@ def linked_view(
     deployments = _deployments(warehouse, digests, as_of)
     repositories = sorted({b["repository"] for b in builds if b["repository"]})
     repo_keys = ["repo:" + r for r in repositories]
-    run_keys = sorted({f"run:{b['repository']}/{b['workflow_run_id']}" for b in builds
-                       if b["repository"] and b["workflow_run_id"]})
-    _, alerts = rank(warehouse, CompiledFilter("1", {}, as_of, False), limit=LINKED_ALERT_LIMIT,
-                     families=[family["root"]], members=digests)
+    run_keys = sorted(
+        {f"run:{b['repository']}/{b['workflow_run_id']}" for b in builds if b["repository"] and b["workflow_run_id"]}
+    )
+    _, alerts = rank(
+        warehouse, CompiledFilter("1", {}, as_of, False), limit=LINKED_ALERT_LIMIT, families=[family["root"]]
+    )
     history = _history(warehouse, [*digests, *repo_keys, *run_keys], as_of, history_limit) if history_limit else []
-    if not (storage or builds or deployments or alerts or history or family["platform_digests"]
-            or family["index_digests"]):
+    if not (
+        storage or builds or deployments or alerts or history or family["platform_digests"] or family["index_digests"]
+    ):
         return None
     return {
         "digest": digest,

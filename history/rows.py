@@ -215,7 +215,15 @@ def _alert(event: ArtifactEvent, row: dict[str, Any]) -> None:
 
 _FILL = {"storage": _storage, "build": _build, "deployment": _deployment, "link": _link, "alert": _alert}
 _DEFAULTS: Final[dict[str, Any]] = {
-    name: ([] if kind.startswith("Array") else None if kind.startswith("Nullable") else 0 if kind.startswith("UInt") else "")
+    name: (
+        []
+        if kind.startswith("Array")
+        else None
+        if kind.startswith("Nullable")
+        else 0
+        if kind.startswith("UInt")
+        else ""
+    )
     for name, kind in EVENT_COLUMNS
     if name not in ("event_time", "ingest_time")
 }
@@ -230,8 +238,9 @@ def _status_of(event: ArtifactEvent) -> str:
 def event_row(event: ArtifactEvent) -> tuple[Any, ...]:
     """The ``events`` row of one event, in :data:`COLUMN_NAMES` order."""
     if getattr(event, event.kind) is None:
-        raise InvalidEvent(f"{event.kind}: event {event.event_id} has kind {event.kind} but no {event.kind} body",
-                           field=event.kind)
+        raise InvalidEvent(
+            f"{event.kind}: event {event.event_id} has kind {event.kind} but no {event.kind} body", field=event.kind
+        )
     row: dict[str, Any] = dict(_DEFAULTS)
     row.update(_empty_row(event, _status_of(event)))
     _FILL[event.kind](event, row)

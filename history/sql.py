@@ -206,6 +206,7 @@ def format_jsonl(result: SqlResult) -> str:
 
 def format_table(result: SqlResult, *, max_width: int = 60) -> str:
     """An aligned text table for terminals; long cells are cut to ``max_width`` with an ellipsis."""
+
     def cut(text: str) -> str:
         text = text.replace("\n", "\\n")
         return text if len(text) <= max_width else text[: max_width - 1] + "…"

@@ -91,6 +91,11 @@ def create_query_api(
     _health_routes(api, ctx)
     _artifact_routes(api, ctx)
     _query_routes(api, ctx)
+    # The web pages read through the same sessions and history code as /v1/*: no second data path.
+    from web import mount_web
+    from web.attestations import KafkaAttestations
+
+    mount_web(api, settings, warehouse_session=ctx.session, attestations=KafkaAttestations(settings))
     return api
 
 

@@ -51,36 +51,104 @@ class Events:
             }
         )
 
-    def storage(self, d: str, *, minute: float = 0, repository: str = "docker-local", registry: str = "jfrog-artifactory",
-                registry_url: str = "https://acme.jfrog.io/artifactory/", path: str | None = "payments/1.0",
-                status: str = "active", action: str = "pushed", tags: list[str] | None = None,
-                previous_repository: str | None = None, previous_path: str | None = None,
-                github_repository: str | None = None) -> ArtifactEvent:
-        body = StorageBody(registry=registry, registry_url=registry_url, repository=repository, path=path,
-                           status=status, action=action, tags=tags or [], name="acme/payments-api",  # type: ignore[arg-type]
-                           previous_repository=previous_repository, previous_path=previous_path,
-                           github_repository=github_repository)
+    def storage(
+        self,
+        d: str,
+        *,
+        minute: float = 0,
+        repository: str = "docker-local",
+        registry: str = "jfrog-artifactory",
+        registry_url: str = "https://acme.jfrog.io/artifactory/",
+        path: str | None = "payments/1.0",
+        status: str = "active",
+        action: str = "pushed",
+        tags: list[str] | None = None,
+        previous_repository: str | None = None,
+        previous_path: str | None = None,
+        github_repository: str | None = None,
+    ) -> ArtifactEvent:
+        body = StorageBody(
+            registry=registry,
+            registry_url=registry_url,
+            repository=repository,
+            path=path,
+            status=status,
+            action=action,
+            tags=tags or [],
+            name="acme/payments-api",  # type: ignore[arg-type]
+            previous_repository=previous_repository,
+            previous_path=previous_path,
+            github_repository=github_repository,
+        )
         return self._event(key=d, kind="storage", minute=minute, digest_=d, **body.model_dump())
 
-    def build(self, d: str, *, minute: float = 0, repository: str = "acme/payments-api", run_id: int | None = 42,
-              commit: str | None = "c0ffee", attestation: str | None = "a" * 64,
-              builder_id: str = "https://github.com/actions/runner") -> ArtifactEvent:
-        body = BuildBody(repository=repository, workflow_run_id=run_id, commit=commit, attestation_sha256=attestation,
-                         builder_id=builder_id, predicate_type="https://slsa.dev/provenance/v1")
+    def build(
+        self,
+        d: str,
+        *,
+        minute: float = 0,
+        repository: str = "acme/payments-api",
+        run_id: int | None = 42,
+        commit: str | None = "c0ffee",
+        attestation: str | None = "a" * 64,
+        builder_id: str = "https://github.com/actions/runner",
+    ) -> ArtifactEvent:
+        body = BuildBody(
+            repository=repository,
+            workflow_run_id=run_id,
+            commit=commit,
+            attestation_sha256=attestation,
+            builder_id=builder_id,
+            predicate_type="https://slsa.dev/provenance/v1",
+        )
         return self._event(key=d, kind="build", minute=minute, digest_=d, **body.model_dump())
 
-    def run(self, *, minute: float = 0, repository: str = "acme/payments-api", run_id: int = 42,
-            status: str = "completed", conclusion: str | None = "success", commit: str | None = "c0ffee") -> ArtifactEvent:
-        body = BuildBody(repository=repository, workflow_run_id=run_id, status=status, conclusion=conclusion,
-                         commit=commit, workflow_name="release", run_url=f"https://github.com/{repository}/actions/runs/{run_id}")
-        return self._event(key=f"run:{repository}/{run_id}", kind="build", minute=minute, digest_=None, **body.model_dump())
+    def run(
+        self,
+        *,
+        minute: float = 0,
+        repository: str = "acme/payments-api",
+        run_id: int = 42,
+        status: str = "completed",
+        conclusion: str | None = "success",
+        commit: str | None = "c0ffee",
+    ) -> ArtifactEvent:
+        body = BuildBody(
+            repository=repository,
+            workflow_run_id=run_id,
+            status=status,
+            conclusion=conclusion,
+            commit=commit,
+            workflow_name="release",
+            run_url=f"https://github.com/{repository}/actions/runs/{run_id}",
+        )
+        return self._event(
+            key=f"run:{repository}/{run_id}", kind="build", minute=minute, digest_=None, **body.model_dump()
+        )
 
-    def deploy(self, d: str | None, *, minute: float = 0, env: str = "prod", physical: str = "eu-west",
-               cluster: str = "aks-prod-1", name: str = "payments-api", status: str = "deployed",
-               risks: list[str] | None = None, asserted_by: str | None = None) -> ArtifactEvent:
-        body = DeploymentBody(logical_environment=env, physical_environment=physical, cluster=cluster,
-                              deployment_name=name, status=status, runtime_risks=risks or [],  # type: ignore[arg-type]
-                              risks_asserted_by=asserted_by, tags={"team": "payments"})
+    def deploy(
+        self,
+        d: str | None,
+        *,
+        minute: float = 0,
+        env: str = "prod",
+        physical: str = "eu-west",
+        cluster: str = "aks-prod-1",
+        name: str = "payments-api",
+        status: str = "deployed",
+        risks: list[str] | None = None,
+        asserted_by: str | None = None,
+    ) -> ArtifactEvent:
+        body = DeploymentBody(
+            logical_environment=env,
+            physical_environment=physical,
+            cluster=cluster,
+            deployment_name=name,
+            status=status,
+            runtime_risks=risks or [],  # type: ignore[arg-type]
+            risks_asserted_by=asserted_by,
+            tags={"team": "payments"},
+        )
         key = d if d is not None else slot_key(env, physical, cluster, name)
         return self._event(key=key, kind="deployment", minute=minute, digest_=d, **body.model_dump())
 
@@ -88,15 +156,38 @@ class Events:
         body = LinkBody(index_digest=index, platform_digest=platform, platform=arch)
         return self._event(key=index, kind="link", minute=minute, digest_=index, **body.model_dump())
 
-    def alert(self, subject: str, *, minute: float = 0, alert_key: str | None = None, vuln: str = "CVE-2025-0001",
-              severity: str = "high", cvss: float | None = 7.5, epss: float | None = 0.1, state: str = "open",
-              repository: str | None = None, tool: str = "trivy") -> ArtifactEvent:
+    def alert(
+        self,
+        subject: str,
+        *,
+        minute: float = 0,
+        alert_key: str | None = None,
+        vuln: str = "CVE-2025-0001",
+        severity: str = "high",
+        cvss: float | None = 7.5,
+        epss: float | None = 0.1,
+        state: str = "open",
+        repository: str | None = None,
+        tool: str = "trivy",
+    ) -> ArtifactEvent:
         scope = "repository" if repository else "digest"
         key = repo_key(repository) if repository else subject
-        body = AlertBody(alert_key=alert_key or f"{tool}:{vuln}:{key}", scope=scope, repository=repository,  # type: ignore[arg-type]
-                         vulnerability_id=vuln, severity=severity, cvss_score=cvss, epss=epss, state=state,  # type: ignore[arg-type]
-                         tool=tool, package_name="openssl", title=f"{vuln} in openssl")
-        return self._event(key=key, kind="alert", minute=minute, digest_=None if repository else subject, **body.model_dump())
+        body = AlertBody(
+            alert_key=alert_key or f"{tool}:{vuln}:{key}",
+            scope=scope,
+            repository=repository,  # type: ignore[arg-type]
+            vulnerability_id=vuln,
+            severity=severity,
+            cvss_score=cvss,
+            epss=epss,
+            state=state,  # type: ignore[arg-type]
+            tool=tool,
+            package_name="openssl",
+            title=f"{vuln} in openssl",
+        )
+        return self._event(
+            key=key, kind="alert", minute=minute, digest_=None if repository else subject, **body.model_dump()
+        )
 
 
 class Triage:
@@ -117,13 +208,20 @@ class Triage:
         e = Events()
         self.index, self.amd64, self.arm64 = digest("index"), digest("amd64"), digest("arm64")
         self.old, self.gone, self.x = digest("old"), digest("gone"), digest("x")
-        I, A, B = self.index, self.amd64, self.arm64  # noqa: N806
+        I, A, B = self.index, self.amd64, self.arm64  # noqa: N806, E741 - the paper's names for the family
         self.cve_b = e.alert(B, minute=20, vuln="CVE-2025-1111", severity="critical", cvss=9.8, epss=0.92)
-        self.repo_alert = e.alert("", minute=21, repository="Acme/Payments-API", vuln="GHSA-aaaa-bbbb-cccc",
-                                  severity="medium", cvss=None, epss=None, tool="dependabot")
+        self.repo_alert = e.alert(
+            "",
+            minute=21,
+            repository="Acme/Payments-API",
+            vuln="GHSA-aaaa-bbbb-cccc",
+            severity="medium",
+            cvss=None,
+            epss=None,
+            tool="dependabot",
+        )
         self.cve_x = e.alert(self.x, minute=22, vuln="CVE-2025-2222", severity="high", cvss=7.5, epss=0.05)
-        self.fixed_i = e.alert(I, minute=23, vuln="CVE-2025-3333", severity="low", cvss=3.1, epss=0.01,
-                               state="fixed")
+        self.fixed_i = e.alert(I, minute=23, vuln="CVE-2025-3333", severity="low", cvss=3.1, epss=0.01, state="fixed")
         self.cve_gone = e.alert(self.gone, minute=24, vuln="CVE-2025-4444", severity="high", cvss=8.1, epss=0.3)
         self.events = [
             e.link(I, A, arch="linux/amd64"),
@@ -131,15 +229,23 @@ class Triage:
             e.storage(I, minute=1, tags=["1.0"]),
             e.storage(I, minute=2, tags=["latest"]),
             e.storage(I, minute=30, action="moved", repository="docker-prod", previous_repository="docker-local"),
-            e.storage(self.x, minute=1, registry="ghcr", registry_url="https://ghcr.io", repository="acme/x",
-                      path=None),
+            e.storage(
+                self.x, minute=1, registry="ghcr", registry_url="https://ghcr.io", repository="acme/x", path=None
+            ),
             e.build(I, minute=3),
             e.run(minute=4),
             e.deploy(self.old, minute=-60),
             e.deploy(I, minute=10, risks=["internet-exposed"], asserted_by="defender-for-cloud"),
             e.deploy(I, minute=40),
-            e.deploy(self.gone, minute=5, env="staging", cluster="aks-stg-1", name="gone-api",
-                     risks=["sensitive-data"], asserted_by="defender-for-cloud"),
+            e.deploy(
+                self.gone,
+                minute=5,
+                env="staging",
+                cluster="aks-stg-1",
+                name="gone-api",
+                risks=["sensitive-data"],
+                asserted_by="defender-for-cloud",
+            ),
             e.deploy(None, minute=50, env="staging", cluster="aks-stg-1", name="gone-api", status="decommissioned"),
             self.cve_b,
             self.repo_alert,

@@ -1,8 +1,9 @@
-"""Fixtures: one in-memory chDB engine per test session, a migrated database per purpose.
+"""Fixtures: one chDB engine per test session, a migrated database per purpose.
 
-chDB hosts one engine per process and clickhouse-connect gives each client its own handle to it, so
-every fixture here opens handles on ``chdb://memory``. Applying the migrations costs about a second, so
-the schema is applied once per database and tests start from emptied tables instead.
+chDB hosts one engine (one data path) per process and clickhouse-connect gives each client its own
+handle to it, so every fixture here opens handles on the session's one ``clickhouse_dsn``. Applying the
+migrations costs about a second, so the schema is applied once per database and tests start from emptied
+tables instead.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import pytest
 
 from history.client import Warehouse
 
-_DSN = "chdb://memory"
+_DSN = {"dsn": ""}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_dsn(clickhouse_dsn: str) -> None:
+    _DSN["dsn"] = clickhouse_dsn
 
 
 def open_database(name: str) -> Warehouse:
-    warehouse = Warehouse.connect(_DSN, database=name)
+    warehouse = Warehouse.connect(_DSN["dsn"], database=name)
     warehouse.command(f"DROP DATABASE IF EXISTS {name}")
     warehouse.close()
-    warehouse = Warehouse.connect(_DSN, database=name)
+    warehouse = Warehouse.connect(_DSN["dsn"], database=name)
     warehouse.apply_migrations()
     return warehouse
 

@@ -33,7 +33,9 @@ EXPOSED = Match("runtime-risk", "internet-exposed")
 
 def test_terms_side_by_side_are_anded() -> None:
     assert parse("has:deployment runtime-risk:internet-exposed") == AlertQuery(And((HAS, EXPOSED)))
-    assert parse("has:deployment AND runtime-risk:internet-exposed") == parse("has:deployment runtime-risk:internet-exposed")
+    assert parse("has:deployment AND runtime-risk:internet-exposed") == parse(
+        "has:deployment runtime-risk:internet-exposed"
+    )
 
 
 def test_precedence_not_over_and_over_or() -> None:
@@ -50,7 +52,8 @@ def test_negation_forms_are_equivalent() -> None:
 
 def test_values_qualifiers_and_keywords_are_case_insensitive_and_quoted_values_keep_spaces() -> None:
     assert parse('Environment:"Prod EU" SEVERITY:Critical') == AlertQuery(
-        And((Match("environment", "prod eu"), Match("severity", "critical"))))
+        And((Match("environment", "prod eu"), Match("severity", "critical")))
+    )
     assert parse("repo:Acme/Payments-API") == AlertQuery(Match("repo", "acme/payments-api"))
 
 
@@ -126,8 +129,23 @@ def test_empty_query_matches_everything() -> None:
 
 
 # Only these words may appear in compiled SQL outside the {fN:Type} placeholders.
-_SQL_WORDS = {"deployed", "has", "runtime_risks", "registries", "registry_hosts", "environments", "repositories",
-              "severity", "state", "cvss", "epss", "ifNull", "NOT", "AND", "OR"}
+_SQL_WORDS = {
+    "deployed",
+    "has",
+    "runtime_risks",
+    "registries",
+    "registry_hosts",
+    "environments",
+    "repositories",
+    "severity",
+    "state",
+    "cvss",
+    "epss",
+    "ifNull",
+    "NOT",
+    "AND",
+    "OR",
+}
 _PLACEHOLDER = re.compile(r"\{f\d+:(?:String|Float64)\}")
 
 

@@ -118,11 +118,30 @@ def test_github_metadata_read_shapes(warehouse: Warehouse, triage: Triage) -> No
     records = storage_records(warehouse, triage.index)
     assert records["total_count"] == 2
     assert set(records["storage_records"][0]) == {
-        "id", "name", "digest", "artifact_url", "registry_url", "repository", "status", "created_at", "updated_at"}
+        "id",
+        "name",
+        "digest",
+        "artifact_url",
+        "registry_url",
+        "repository",
+        "status",
+        "created_at",
+        "updated_at",
+    }
     deployments = deployment_records(warehouse, triage.index)
     assert deployments["total_count"] == 1
     [record] = deployments["deployment_records"]
-    assert set(record) == {"id", "digest", "logical_environment", "physical_environment", "cluster",
-                           "deployment_name", "tags", "runtime_risks", "created_at", "updated_at"}
+    assert set(record) == {
+        "id",
+        "digest",
+        "logical_environment",
+        "physical_environment",
+        "cluster",
+        "deployment_name",
+        "tags",
+        "runtime_risks",
+        "created_at",
+        "updated_at",
+    }
     assert record["created_at"] == "2025-03-03T09:10:00Z"
     assert deployment_records(warehouse, triage.old)["total_count"] == 0

@@ -92,10 +92,12 @@ def test_event_columns_written_by_rows_match_the_events_table(fresh: Warehouse) 
 
 def test_history_ttl_follows_the_setting(fresh: Warehouse) -> None:
     def engine() -> str:
-        return str(fresh.query(
-            "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'events'",
-            {"db": fresh.database},
-        ).result_rows[0][0])
+        return str(
+            fresh.query(
+                "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'events'",
+                {"db": fresh.database},
+            ).result_rows[0][0]
+        )
 
     fresh.apply_history_ttl(30)
     assert "toIntervalDay(30)" in engine()
@@ -112,7 +114,7 @@ def test_file_backed_chdb_keeps_its_schema_across_restarts(tmp_path: Path) -> No
         f"""
         from history.client import Warehouse
         for attempt in range(2):
-            w = Warehouse.connect("chdb://{tmp_path / 'ch'}", database="la")
+            w = Warehouse.connect("chdb://{tmp_path / "ch"}", database="la")
             print(w.apply_migrations())
             w.close()
         """

@@ -12,8 +12,17 @@ from linked_artifacts.events import ArtifactEvent
 
 from .builders import Events, digest
 
-STATE_TABLES = ("storage_state", "deployment_state", "deployment_holder_state", "deployment_risk_state",
-                "alert_state", "build_subject_state", "build_run_state", "link_state", "digest_root_state")
+STATE_TABLES = (
+    "storage_state",
+    "deployment_state",
+    "deployment_holder_state",
+    "deployment_risk_state",
+    "alert_state",
+    "build_subject_state",
+    "build_run_state",
+    "link_state",
+    "digest_root_state",
+)
 
 
 def _row(event: ArtifactEvent) -> dict[str, object]:
@@ -41,8 +50,12 @@ def test_repositories_are_lower_cased_and_terminal_states_rank_higher() -> None:
 
 @pytest.mark.parametrize(
     ("url", "host"),
-    [("https://acme.jfrog.io/artifactory/", "acme.jfrog.io"), ("GHCR.io", "ghcr.io"),
-     ("http://registry.local:5000/v2", "registry.local"), ("", "")],
+    [
+        ("https://acme.jfrog.io/artifactory/", "acme.jfrog.io"),
+        ("GHCR.io", "ghcr.io"),
+        ("http://registry.local:5000/v2", "registry.local"),
+        ("", ""),
+    ],
 )
 def test_registry_host(url: str, host: str) -> None:
     assert registry_host(url) == host
