@@ -4,6 +4,7 @@ registered schemas and ClickHouse rows."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -28,14 +30,15 @@ class Up:
     def __init__(self, tmp_path: Path) -> None:
         self.data = tmp_path / "data"
         self.kafka_port, self.registry_port = free_port(), free_port_pair()
+        self.connectors_port, self.query_port = free_port(), free_port()
         self.env = {
             **os.environ,
             "LINKED_ARTIFACTS_DATA_DIR": str(self.data),
             "LINKED_ARTIFACTS_KAFKA_PORT": str(self.kafka_port),
             "LINKED_ARTIFACTS_KAFKA_CONTROLLER_PORT": str(free_port()),
             "LINKED_ARTIFACTS_REGISTRY_PORT": str(self.registry_port),
-            "LINKED_ARTIFACTS_CONNECTORS_PORT": str(free_port()),
-            "LINKED_ARTIFACTS_QUERY_PORT": str(free_port()),
+            "LINKED_ARTIFACTS_CONNECTORS_PORT": str(self.connectors_port),
+            "LINKED_ARTIFACTS_QUERY_PORT": str(self.query_port),
         }
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -75,7 +78,8 @@ class Up:
         # Children get SIGTERM from the kernel when `up` dies; wait until they released their ports.
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if port_is_free("127.0.0.1", self.kafka_port) and port_is_free("127.0.0.1", self.registry_port):
+            ports = (self.kafka_port, self.registry_port, self.connectors_port, self.query_port)
+            if all(port_is_free("127.0.0.1", port) for port in ports):
                 return
             time.sleep(0.5)
         raise AssertionError("children of a killed `up` kept their ports")
@@ -133,16 +137,54 @@ async def _read_back(bootstrap: str, topic: str) -> tuple[int, int]:
     return remaining, total
 
 
-def _clickhouse(dsn_dir: Path, sql: str) -> str:
-    # A separate process: chDB allows one owner of a data directory at a time, and `up` is stopped now.
-    code = (
-        "import clickhouse_connect,sys;"
-        f"c=clickhouse_connect.get_client(dsn='chdb://{dsn_dir}');"
-        "r=[c.command(s) for s in sys.argv[1].split(';') if s.strip()];print(r[-1])"
+def _tokens(data: Path) -> dict[str, str]:
+    loaded: dict[str, str] = json.loads((data / "secrets.json").read_text())
+    return loaded
+
+
+def _post_event(up: Up) -> None:
+    token = _tokens(up.data)["cloudevents_token"]
+    event = {
+        "specversion": "1.0",
+        "id": "restart-1",
+        "source": "//restart.test",
+        "time": "2026-05-05T10:00:00Z",
+        "type": "dev.linkedartifacts.deployment.v1",
+        "data": {
+            "digest": "sha256:" + "7" * 64,
+            "logical_environment": "prod",
+            "cluster": "c1",
+            "deployment_name": "svc",
+        },
+    }
+    response = httpx.post(
+        f"http://127.0.0.1:{up.connectors_port}/events/cloudevents",
+        json=event,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/cloudevents+json"},
     )
-    return subprocess.run(
-        [sys.executable, "-c", code, sql], capture_output=True, text=True, check=True, timeout=120
-    ).stdout.strip()
+    assert response.status_code == 202, response.text
+
+
+def _rows(up: Up) -> int:
+    token = _tokens(up.data)["query_token"]
+    response = httpx.post(
+        f"http://127.0.0.1:{up.query_port}/v1/sql",
+        json={"sql": "SELECT count() FROM events"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return int(response.json()["rows"][0][0])
+
+
+def _wait_rows(up: Up, at_least: int) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        count = _rows(up)
+        if count >= at_least:
+            return count
+        time.sleep(0.5)
+    raise AssertionError("the event never reached ClickHouse")
 
 
 def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path) -> None:
@@ -151,14 +193,9 @@ def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path)
     asyncio.run(_produce(up.bootstrap, "restart-probe"))
     schema = {"type": "record", "name": "Probe", "fields": [{"name": "a", "type": "string"}]}
     schema_id = SchemaRegistry(up.registry).register("restart-probe-value", schema)
+    _post_event(up)
+    rows = _wait_rows(up, 1)
     up.kill(signal.SIGKILL)
-
-    ch_dir = up.data / "clickhouse"
-    _clickhouse(
-        ch_dir,
-        "CREATE TABLE IF NOT EXISTS default.probe (x UInt32) ENGINE = MergeTree ORDER BY x;"
-        "INSERT INTO default.probe VALUES (1),(2),(3);SELECT count() FROM default.probe",
-    )
 
     up.start()
     remaining, total = asyncio.run(_read_back(up.bootstrap, "restart-probe"))
@@ -167,6 +204,9 @@ def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path)
     assert "restart-probe-value" in registry.subjects()
     assert registry.register("restart-probe-value", schema) == schema_id
     assert "la.artifact-events-value" in registry.subjects()
+    assert _rows(up) == rows, "ClickHouse rows were lost or doubled by the restart"
+    _post_event(up)  # a redelivery after the restart adds nothing
+    time.sleep(2)
+    assert _rows(up) == rows
     up.kill(signal.SIGTERM)
     assert "stopped." in "".join(up.output)
-    assert _clickhouse(ch_dir, "SELECT count() FROM default.probe") == "3"
