@@ -155,7 +155,8 @@ WITH
                 + 10 * has(risks, 'critical-resource') + 5 * has(risks, 'lateral-movement')) AS full_points,
             if(production, full_points, intDiv(full_points, 2)) AS points
         FROM {deployments} AS d
-        LEFT JOIN {roots} AS r ON r.digest = d.digest
+        LEFT JOIN {deployed_roots} AS r ON r.digest = d.digest
+        {where_member_d}
     ),
     scope AS {materialized} ({scope}),
     members AS {materialized}
@@ -272,6 +273,9 @@ def context_sql(as_of: datetime | None, *, scope: Scope = "all", materialize: bo
         "alerts": relation("alerts", as_of),
         "scope": _SCOPES[scope],
         "where_member_digest": f"WHERE digest {in_members}" if scoped else "",
+        # Given families, only their deployments matter; the "deployed" scope needs every deployment.
+        "deployed_roots": "roots" if scope == "families" else relation("digest_roots", as_of),
+        "where_member_d": f"WHERE d.digest {in_members}" if scope == "families" else "",
         "and_member_b": f"AND b.digest {in_members}" if scoped else "",
         "and_member_s": f"AND s.digest {in_members}" if scoped else "",
         "and_member_a": f"AND a.subject {in_members}" if scoped else "",

@@ -137,6 +137,10 @@ def _storage(event: ArtifactEvent, row: dict[str, Any]) -> None:
     if body.action == "moved" and (body.previous_repository or body.previous_path):
         vacated_repository = body.previous_repository or body.repository
         vacated_path = body.previous_path if body.previous_path is not None else _text(body.path)
+        if (vacated_repository, vacated_path) == (body.repository, _text(body.path)):
+            # A "move" onto itself left nothing; recording the location as both kept and left would
+            # give one event two states for the same location.
+            vacated_repository = vacated_path = ""
     row.update(
         storage_registry=body.registry,
         storage_registry_url=body.registry_url,

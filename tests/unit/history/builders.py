@@ -75,7 +75,7 @@ class Events:
             status=status,
             action=action,
             tags=tags or [],
-            name="acme/payments-api",  # type: ignore[arg-type]
+            name="acme/payments-api",
             previous_repository=previous_repository,
             previous_path=previous_path,
             github_repository=github_repository,
@@ -145,7 +145,7 @@ class Events:
             cluster=cluster,
             deployment_name=name,
             status=status,
-            runtime_risks=risks or [],  # type: ignore[arg-type]
+            runtime_risks=risks or [],
             risks_asserted_by=asserted_by,
             tags={"team": "payments"},
         )
@@ -175,12 +175,12 @@ class Events:
         body = AlertBody(
             alert_key=alert_key or f"{tool}:{vuln}:{key}",
             scope=scope,
-            repository=repository,  # type: ignore[arg-type]
+            repository=repository,
             vulnerability_id=vuln,
             severity=severity,
             cvss_score=cvss,
             epss=epss,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             tool=tool,
             package_name="openssl",
             title=f"{vuln} in openssl",

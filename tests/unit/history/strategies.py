@@ -33,9 +33,9 @@ HOSTILE = [
     "/* c */",
     "ünïcødé",
 ]
-_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12
-).map(str.lower)
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12).map(
+    str.lower
+)
 
 
 def _words(*known: str) -> st.SearchStrategy[str]:

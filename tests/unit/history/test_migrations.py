@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,9 +48,9 @@ def test_gap_in_migration_versions_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fresh() -> Warehouse:
+def fresh() -> Iterator[Warehouse]:
     warehouse = open_database(f"la_migrations_{os.getpid()}")
-    yield warehouse  # type: ignore[misc]
+    yield warehouse
     warehouse.command(f"DROP DATABASE IF EXISTS {warehouse.database}")
     warehouse.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ STATE_TABLES = (
 )
 
 
-def _row(event: ArtifactEvent) -> dict[str, object]:
+def _row(event: ArtifactEvent) -> dict[str, Any]:
     return dict(zip(COLUMN_NAMES, event_row(event), strict=True))
 
 
