@@ -172,9 +172,40 @@ def print_summary(system: System, say: Say, *, total: float, created_secrets: li
     say(f"started in {total:.1f}s. Press Ctrl-C to stop.")
 
 
+def _reap_previous_children(settings: Settings, say: Say) -> None:
+    """A killed `up` sends its children SIGTERM (PR_SET_PDEATHSIG), but they may still be shutting down,
+    holding the data directory (chDB allows one owner). Wait for them, then stop the stragglers."""
+    path = settings.data_dir / "children.pids"
+    if not path.is_file():
+        return
+    alive = [int(p) for p in path.read_text().split() if p.isdigit() and Path(f"/proc/{p}").exists()]
+    deadline = time.monotonic() + 30
+    if alive:
+        say(f"waiting for {len(alive)} process(es) of the previous run to exit")
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.3)
+        alive = [p for p in alive if Path(f"/proc/{p}").exists()]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    path.unlink(missing_ok=True)
+
+
+def _record_children(system: System) -> None:
+    pids = [p.pid for p in system.services] + [
+        part.process.pid
+        for part in (system.infra.kafka, system.infra.registry)
+        if part is not None and part.process is not None and part.process.pid is not None
+    ]
+    (system.settings.data_dir / "children.pids").write_text(" ".join(str(p) for p in pids if p) + "\n")
+
+
 def run_up(settings: Settings, say: Say) -> int:
     total_start = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _reap_previous_children(settings, say)
     settings, created = ensure_secrets(settings)
     system = System(settings, say)
 
@@ -190,6 +221,7 @@ def run_up(settings: Settings, say: Say) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         system.start()
+        _record_children(system)
         started.set()
         print_summary(system, say, total=time.monotonic() - total_start, created_secrets=created)
         Path(settings.data_dir / "up.pid").write_text(f"{os.getpid()}\n")

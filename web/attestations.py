@@ -87,17 +87,24 @@ class KafkaAttestations:
                 await asyncio.sleep(0.05)  # metadata arrives shortly after start; the caller's timeout bounds it
             partitions = sorted(known)
             # The producer's default partitioner (murmur2 of the key) put the record here.
-            partition = TopicPartition(self._topic, DefaultPartitioner()(key, partitions, partitions))
+            hashed = DefaultPartitioner()(key, partitions, partitions)
             consumer.unsubscribe()
-            consumer.assign([partition])
-            end = (await consumer.end_offsets([partition]))[partition]
-            await consumer.seek_to_beginning(partition)
             found: bytes | None = None
-            while end and await consumer.position(partition) < end:
-                batch = await consumer.getmany(partition, timeout_ms=1000, max_records=500)
-                for record in batch.get(partition, []):
-                    if record.key == key and record.value is not None:
-                        found = record.value  # keep the latest copy
+            # The producer's default partitioner (murmur2 of the key) put the record in `hashed`. Right
+            # after a broker restart the metadata can list fewer partitions than the topic has, which would
+            # point the hash elsewhere; then the other partitions are read too rather than answering "none".
+            for number in [hashed, *(p for p in partitions if p != hashed)]:
+                partition = TopicPartition(self._topic, number)
+                consumer.assign([partition])
+                end = (await consumer.end_offsets([partition]))[partition]
+                await consumer.seek_to_beginning(partition)
+                while end and await consumer.position(partition) < end:
+                    batch = await consumer.getmany(partition, timeout_ms=1000, max_records=500)
+                    for record in batch.get(partition, []):
+                        if record.key == key and record.value is not None:
+                            found = record.value  # keep the latest copy
+                if found is not None:
+                    break
             if found is not None and hashlib.sha256(found).hexdigest() != sha256_hex:
                 return None  # never serve bytes that are not what the link names
             return found

@@ -3,6 +3,7 @@ attestations topic are the bytes /attestations/<sha256> serves."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -33,7 +34,14 @@ async def test_the_reader_finds_what_the_publisher_wrote(stack: Stack) -> None:
         await publisher.stop()
     reader = KafkaAttestations(stack.settings)
     for raw in raws:
-        assert await reader.fetch(hashlib.sha256(raw).hexdigest()) == raw
+        # Eventually readable: an earlier fault test may have SIGKILLed the broker, whose partitions can
+        # still be recovering (leaders not yet elected) when this runs.
+        deadline = asyncio.get_running_loop().time() + 60
+        found = await reader.fetch(hashlib.sha256(raw).hexdigest())
+        while found is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(1)
+            found = await reader.fetch(hashlib.sha256(raw).hexdigest())
+        assert found == raw
     assert await reader.fetch("0" * 64) is None
 
 
