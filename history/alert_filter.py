@@ -9,12 +9,12 @@ Grammar (keywords and qualifiers are case-insensitive)::
     term      := qualifier ":" value             -- -term negates, as on GitHub
     value     := bare characters up to a space or parenthesis | "double quoted" (\\" and \\\\ escape)
 
-Filters (each one is a predicate over one alert and the artifacts it applies to; see
-``alert_context_at`` in migration 0003 for how that context is built):
+Filters (each one is a predicate over one result, an alert on one artifact family; see
+``history.alerts.context_sql`` for how that context is built):
 
 ======================================  ===================================================================
-``has:deployment``                      an affected artifact is deployed now (at ``as-of``)
-``runtime-risk:<risk>``                 one of its deployments carries that runtime risk
+``has:deployment``                      the artifact is deployed now (at ``as-of``)
+``runtime-risk:<risk>``                 one of the artifact's deployments carries that runtime risk
 ``artifact-registry:<name>``            it is stored (active) in a registry of that kind, e.g. ``jfrog-artifactory``
 ``artifact-registry-url:<host>``        it is stored in a registry at that host (a URL is reduced to its host)
 ``environment:<name>``                  it is deployed in that logical environment
@@ -32,7 +32,7 @@ An alert without a CVSS (or EPSS) score fails every comparison on it, so ``-cvss
 ``as-of`` may appear once, and only at the top level (it is not a predicate and cannot be negated).
 An empty query matches every alert.
 
-Values are never put into SQL text: each becomes a server-side parameter (``{p0:String}``), so quotes,
+Values are never put into SQL text: each becomes a server-side parameter (``{f0:String}``), so quotes,
 comments, semicolons or SQL keywords in a value are only ever compared as text.
 """
 
@@ -411,10 +411,10 @@ def _render(node: Node) -> str:
     return "(" + joiner.join(_render(child) for child in node.operands) + ")"
 
 
-# --- compiler: AST -> parameterised SQL over alert_context_at ---------------------------------------------
+# --- compiler: AST -> parameterised SQL over the alert context rows ---------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
-    """A WHERE condition over the columns of ``alert_context_at`` and its bound parameters."""
+    """A WHERE condition over the columns of the alert context rows and its bound parameters."""
 
     where: str
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -489,7 +489,7 @@ def compile_filter(text: str) -> CompiledFilter:
 
 # --- reference semantics (the meaning the SQL must have; used by the property tests) -------------------
 def evaluate(expr: Node | None, alert: Mapping[str, Any]) -> bool:
-    """Evaluate a filter over one ``alert_context_at`` row, in Python."""
+    """Evaluate a filter over one alert context row (``history.alerts.context_sql``), in Python."""
     if expr is None:
         return True
     if isinstance(expr, Match):

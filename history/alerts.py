@@ -14,7 +14,7 @@ Ranking (higher score first; at most 125 points)::
                  0 if not deployed
 
     production   logical environment prod, production, prd or live (any case)
-    ties         higher CVSS, then higher EPSS, then vulnerability id, subject, alert key
+    ties         higher CVSS, then higher EPSS, then vulnerability id, subject, alert key, artifact
     rounding     ClickHouse round(): half to even
 
 Severity leads because it is the scanner's own judgement; CVSS and EPSS refine it (how bad, how likely

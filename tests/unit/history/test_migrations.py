@@ -127,3 +127,17 @@ def test_file_backed_chdb_keeps_its_schema_across_restarts(tmp_path: Path) -> No
     lines = result.stdout.strip().splitlines()
     assert lines[0] == str([m.version for m in load_migrations()])
     assert lines[1] == "[]"
+
+
+def test_every_session_runs_with_the_query_condition_cache_off(fresh: Warehouse) -> None:
+    # ClickHouse's query condition cache can be poisoned so that later reads of a view return no rows;
+    # the alert property test caught it on chDB 26.9. Every session we open, read-only ones too, turns it off.
+    query = "SELECT value FROM system.settings WHERE name = 'use_query_condition_cache'"
+    session = fresh.session()
+    readonly = fresh.readonly_client({"max_result_rows": 10})
+    try:
+        for result in (fresh.query(query), session.query(query), readonly.query(query)):
+            assert result.result_rows in ([("0",)], [])
+    finally:
+        session.close()
+        readonly.close()
