@@ -24,7 +24,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -108,9 +108,13 @@ def run_readonly_sql(
     *,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    parameters: Mapping[str, Any] | None = None,
 ) -> SqlResult:
     """Run one analyst query read-only with limits. Raises :class:`SqlReadOnlyError` for anything that
-    would change state, :class:`SqlTimeoutError` past ``max_seconds``, :class:`SqlError` otherwise."""
+    would change state, :class:`SqlTimeoutError` past ``max_seconds``, :class:`SqlError` otherwise.
+
+    ``parameters`` fill the query's ``{name:Type}`` placeholders; ClickHouse binds them server-side, so a
+    value is never read as SQL."""
     _bounded("max_rows", max_rows, MAX_ROWS_CEILING)
     _bounded("max_seconds", max_seconds, MAX_SECONDS_CEILING)
     if not sql.strip():
@@ -131,7 +135,7 @@ def run_readonly_sql(
     except WarehouseError as ex:
         raise SqlError(f"cannot open a read-only session: {ex}") from ex
     try:
-        result = client.query(sql)
+        result = client.query(sql, parameters=dict(parameters) if parameters else None)
     except ClickHouseError as ex:
         raise _explain(ex) from ex
     finally:
