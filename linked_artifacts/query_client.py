@@ -3,6 +3,8 @@ nothing runs (embedded chDB allows one process per data directory, so a running 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -39,10 +41,28 @@ class QueryClient:
             raise QueryFailed(f"the query service at {self.base} does not answer ({exc}). Fix: start it with "
                               "`linked-artifacts up`") from exc
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                detail = body.get("error", {}).get("message") or body.get("detail") or response.text
-            except ValueError:
-                detail = response.text
-            raise QueryFailed(f"{detail}", status=response.status_code)
+            raise QueryFailed(_detail(response), status=response.status_code)
         return response
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A call whose answer is read as it arrives (exports); no time limit between chunks is short."""
+        timeout = httpx.Timeout(120, read=600)
+        try:
+            with httpx.stream(method, self.base + path, headers=self._headers(), timeout=timeout, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise QueryFailed(_detail(response), status=response.status_code)
+                yield response
+        except httpx.HTTPError as exc:
+            raise QueryFailed(f"the query service at {self.base} stopped answering ({exc}). Fix: check that "
+                              "`linked-artifacts up` still runs, then try again") from exc
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        detail = body.get("error", {}).get("message") or body.get("detail") or response.text
+    except ValueError:
+        detail = response.text
+    return str(detail)
