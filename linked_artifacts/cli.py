@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import SecretStr, ValidationError
 
 from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from history.export import ExportFormat, ExportWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -192,23 +198,43 @@ def _table(columns: list[str], rows: list[list[Any]], *, width: int = 60) -> str
 )
 @click.option("--max-rows", default=10_000, show_default=True, help="Refuse results larger than this.")
 @click.option("--max-seconds", default=30.0, show_default=True, help="Stop queries that run longer.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Value of a {NAME:Type} placeholder in the query, bound by ClickHouse (repeatable).",
+)
 @friendly_errors
-def sql(query: str, fmt: str, max_rows: int, max_seconds: float) -> None:
+def sql(query: str, fmt: str, max_rows: int, max_seconds: float, params: tuple[str, ...]) -> None:
     """Run one read-only SQL query over the history (ClickHouse enforces read-only).
 
     Example: linked-artifacts sql "SELECT source, count() FROM events GROUP BY source"
+
+    With a parameter: linked-artifacts sql --param digest=sha256:... "SELECT * FROM storage_current WHERE
+    digest = {digest:String}". The README's "Ten questions for the history" are ready to run this way.
     """
     import json
 
     from history.sql import SqlResult, format_csv, format_jsonl, run_readonly_sql
 
+    parameters = _parameters(params)
+
     def http(client: Any) -> dict[str, Any]:
-        body = {"sql": query, "format": "json", "max_rows": max_rows, "max_seconds": max_seconds}
+        body = {
+            "sql": query,
+            "format": "json",
+            "max_rows": max_rows,
+            "max_seconds": max_seconds,
+            "parameters": parameters,
+        }
         result: dict[str, Any] = client.call("POST", "/v1/sql", json=body).json()
         return result
 
     def direct(warehouse: Any) -> dict[str, Any]:
-        result: SqlResult = run_readonly_sql(warehouse, query, max_rows=max_rows, max_seconds=max_seconds)
+        result: SqlResult = run_readonly_sql(
+            warehouse, query, max_rows=max_rows, max_seconds=max_seconds, parameters=parameters
+        )
         return result.as_dict()
 
     result = _ask(http, direct)
@@ -232,6 +258,16 @@ def sql(query: str, fmt: str, max_rows: int, max_seconds: float) -> None:
             f"({result['row_count']} rows{', truncated' if result['truncated'] else ''}, {result['elapsed_ms']} ms)",
             err=True,
         )
+
+
+def _parameters(pairs: Iterable[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise LinkedArtifactsError(f"--param {pair!r}: write NAME=VALUE, e.g. --param digest=sha256:...")
+        found[name.strip()] = value
+    return found
 
 
 @main.command()
@@ -291,6 +327,176 @@ def show(digest: str, history_limit: int) -> None:
     if view is None:
         raise LinkedArtifactsError(f"nothing is known about {wanted}. Has anything sent it?")
     click.echo(json.dumps(view, indent=2, default=str))
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time from the command line; UTC when it names no zone."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise LinkedArtifactsError(
+            f"{option} {value!r} is not a time: use ISO 8601, e.g. 2026-05-01 or 2026-05-01T12:00:00Z"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _digest_lines(handle: Any) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in handle)
+    return [line for line in lines if line]
+
+
+class _ExportProgress:
+    """Progress of a long export on stderr: at most one line a second while a file grows, one when it ends."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, stem: str, records: int, done: bool) -> None:
+        now = time.monotonic()
+        if done or now - self._last >= 1.0:
+            self._last = now
+            click.echo(f"export: {stem}: {records:,} records{' (done)' if done else ''}", err=True)
+
+
+def _export_from_stream(
+    lines: Iterable[str], directory: Path, fmt: ExportFormat, progress: _ExportProgress
+) -> dict[str, Any]:
+    """Write the files of a ``POST /v1/export`` stream. Only a stream that reached its end line gets a
+    manifest, so an interrupted export never passes for a complete one."""
+    import json
+
+    from history.export import ExportPlan, ExportWriter
+    from linked_artifacts.query_client import QueryFailed
+
+    writer: ExportWriter | None = None
+    database = ""
+    for line in lines:
+        if not line:
+            continue
+        item = json.loads(line)
+        if "plan" in item:
+            database = str(item.get("database", ""))
+            writer = ExportWriter(directory, fmt=fmt, plan=ExportPlan.from_dict(item["plan"]), progress=progress)
+        elif writer is None:
+            break
+        elif "end" in item:
+            return writer.finish(database=database)
+        else:
+            writer.add(str(item["file"]), item["record"])
+    raise QueryFailed(
+        "the export stream from the query service ended early; no manifest.json was written. Fix: run the "
+        "export again (see data/logs/worker.log if it keeps failing)"
+    )
+
+
+@main.command("export")
+@click.option("--since", default=None, help="Only events at or after this time (ISO 8601; UTC if no zone).")
+@click.option("--until", default=None, help="Only events before this time (ISO 8601; UTC if no zone).")
+@click.option(
+    "--digest",
+    "digests",
+    multiple=True,
+    help="A digest to export (repeatable). Its family (image index and platforms) and the workflow runs "
+    "of its builds come with it.",
+)
+@click.option(
+    "--digests-file",
+    type=click.File("r"),
+    default=None,
+    help="A file of digests, one a line ('-' reads stdin; # starts a comment).",
+)
+@click.option("--all", "everything", is_flag=True, help="Export the whole history (no range, no digests).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True, help="File format."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for the files and manifest.json (created if missing).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
+@friendly_errors
+def export_command(
+    since: str | None,
+    until: str | None,
+    digests: tuple[str, ...],
+    digests_file: Any,
+    everything: bool,
+    fmt: str,
+    out_dir: Path,
+    overwrite: bool,
+) -> None:
+    """Audit export: the provenance, storage and deployment records of the history, for a time range
+    and/or a set of digests, as JSON lines or CSV, with manifest.json (what was asked, and per file its
+    record count, size and sha256).
+
+    \b
+    Examples:
+      linked-artifacts export --since 2026-04-01 --until 2026-05-01 --out audit-april
+      linked-artifacts export --digest sha256:<hex> --format csv --out audit-payments
+      linked-artifacts export --digests-file release-digests.txt --out audit-release
+
+    Writes provenance, storage and deployments files (.jsonl or .csv) and manifest.json. Progress goes to
+    stderr. Asks the running worker's query API when `up` runs (it owns the embedded ClickHouse), else
+    reads ClickHouse itself.
+    """
+    from history.export import (
+        ExportError,
+        ExportWriter,
+        check_range,
+        export_records,
+        normalise_digests,
+        plan_export,
+        prepare_out_dir,
+    )
+    from linked_artifacts.query_client import QueryClient
+
+    chosen = list(digests) + (_digest_lines(digests_file) if digests_file is not None else [])
+    start, end = _when(since, "--since"), _when(until, "--until")
+    check_range(start, end)
+    if digests_file is not None and not chosen:
+        raise ExportError(f"{digests_file.name} names no digest: one digest a line", field="digests")
+    selected = chosen if (chosen or digests_file is not None) else None
+    if selected is not None:
+        normalise_digests(selected)  # refuse a malformed digest before anything is written
+    if selected is None and start is None and end is None and not everything:
+        raise ExportError(
+            "name what to export: --since/--until, --digest or --digests-file (or --all for the whole history)",
+            field="since",
+        )
+    file_format: ExportFormat = "csv" if fmt == "csv" else "jsonl"
+    directory = prepare_out_dir(out_dir, overwrite=overwrite)
+    progress = _ExportProgress()
+    settings = _settings()
+    client = QueryClient(settings)
+    if client.running():
+        body = {"since": _iso_or_none(start), "until": _iso_or_none(end), "digests": selected}
+        with client.stream("POST", "/v1/export", json=body) as response:
+            manifest = _export_from_stream(response.iter_lines(), directory, file_format, progress)
+    else:
+        from history.client import Warehouse
+
+        with Warehouse.open(settings) as warehouse:
+            plan = plan_export(warehouse, since=start, until=end, digests=selected)
+            writer = ExportWriter(directory, fmt=file_format, plan=plan, progress=progress)
+            for stem, record in export_records(warehouse, plan):
+                writer.add(stem, record)
+            manifest = writer.finish(database=warehouse.database)
+    for unknown in manifest.get("unknown_digests") or []:
+        click.echo(f"warning: nothing is known about {unknown}; it is in the manifest, with no records", err=True)
+    if manifest["total_records"] == 0:
+        click.echo("warning: the export selected no records; check the range and the digests", err=True)
+    for entry in manifest["files"]:
+        say(f"{directory / entry['name']}: {entry['records']:,} records, {entry['bytes']:,} bytes")
+    say(f"{directory / 'manifest.json'}: {manifest['total_records']:,} records, sha256 of every file")
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 @main.command("settings")

@@ -10,12 +10,13 @@ import asyncio
 import hmac
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
@@ -38,6 +39,15 @@ class SqlRequest(BaseModel):
     format: Literal["json", "jsonl", "csv"] = Field(default="json", description="json, jsonl or csv.")
     max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     max_seconds: float = Field(default=30.0, gt=0, le=300)
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Values of the query's {name:Type} placeholders, bound by ClickHouse."
+    )
+
+
+class ExportRequest(BaseModel):
+    since: datetime | None = Field(default=None, description="Events at or after this time (with a zone).")
+    until: datetime | None = Field(default=None, description="Events before this time (with a zone).")
+    digests: list[str] | None = Field(default=None, description="Digests; each brings its family and builds.")
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -91,6 +101,7 @@ def create_query_api(
     _health_routes(api, ctx)
     _artifact_routes(api, ctx)
     _query_routes(api, ctx)
+    _export_routes(api, ctx)
     # The web pages read through the same sessions and history code as /v1/*: no second data path.
     from web import mount_web
     from web.attestations import KafkaAttestations
@@ -193,10 +204,63 @@ def _query_routes(api: FastAPI, ctx: QueryContext) -> None:
         from history.sql import format_csv, format_jsonl, run_readonly_sql
 
         result = await ctx.in_thread(
-            run_readonly_sql, ctx.session(), request.sql, max_rows=request.max_rows, max_seconds=request.max_seconds
+            run_readonly_sql,
+            ctx.session(),
+            request.sql,
+            max_rows=request.max_rows,
+            max_seconds=request.max_seconds,
+            parameters=request.parameters,
         )
         if request.format == "csv":
             return PlainTextResponse(format_csv(result), media_type="text/csv")
         if request.format == "jsonl":
             return PlainTextResponse(format_jsonl(result), media_type="application/x-ndjson")
         return result.as_dict()
+
+
+# Records per chunk of the export stream: each chunk is one hop to a worker thread and back, so a large
+# export pays that hop once per this many records rather than once per record.
+_EXPORT_CHUNK_RECORDS = 500
+
+
+def _export_routes(api: FastAPI, ctx: QueryContext) -> None:
+    auth = [Depends(ctx.require_token)]
+
+    @api.post("/v1/export", dependencies=auth)
+    async def export(request: ExportRequest) -> Any:
+        """Audit export as JSON lines: ``{"plan": ...}``, then ``{"file": stem, "record": ...}`` per record in
+        file order, then ``{"end": {"records": n}}``. The CLI writes the files and the manifest; a stream
+        without its end line was cut short."""
+        import json
+
+        from history.export import export_records, plan_export
+        from history.sql import jsonable
+
+        if ctx.warehouse is None:
+            raise HTTPException(503, "this worker runs without ClickHouse (started with --no-sink)")
+        # Its own session: the stream is read across worker threads, and no other call may share it.
+        session = await ctx.in_thread(ctx.warehouse.session)
+        try:
+            plan = await ctx.in_thread(
+                plan_export, session, since=request.since, until=request.until, digests=request.digests
+            )
+        except BaseException:
+            session.close()
+            raise
+
+        def lines() -> Iterator[bytes]:
+            count = 0
+            chunk = [json.dumps({"plan": plan.as_dict(), "database": session.database})]
+            try:
+                for stem, record in export_records(session, plan):
+                    chunk.append(json.dumps({"file": stem, "record": jsonable(record)}, ensure_ascii=False))
+                    count += 1
+                    if len(chunk) >= _EXPORT_CHUNK_RECORDS:
+                        yield ("\n".join(chunk) + "\n").encode()
+                        chunk = []
+                chunk.append(json.dumps({"end": {"records": count}}))
+                yield ("\n".join(chunk) + "\n").encode()
+            finally:
+                session.close()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
