@@ -146,14 +146,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             container.stop()
 
 
+CLICKHOUSE_SERVER_VARIABLES = ("LINKED_ARTIFACTS_TEST_CLICKHOUSE", "LINKED_ARTIFACTS_CLICKHOUSE_URL")
+
+
 @pytest.fixture(scope="session")
 def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The one ClickHouse every test in this process shares.
+    """The one ClickHouse every test in this process shares: a ClickHouse server when one is configured
+    (LINKED_ARTIFACTS_TEST_CLICKHOUSE, else LINKED_ARTIFACTS_CLICKHOUSE_URL: http://user:pass@host:8123),
+    embedded chDB in a throw-away directory otherwise.
 
-    chDB holds one data path per process for the life of the process ("EmbeddedServer already initialized
-    with path ..."), so tests isolate themselves with a database each, never with a path each.
+    Tests isolate themselves with a database each (named with the process id and a random part, dropped
+    at the end), never with a path each: chDB holds one data path per process for the life of the process
+    ("EmbeddedServer already initialized with path ..."), and on a shared server several runs must not
+    collide.
     """
-    return os.environ.get("LINKED_ARTIFACTS_TEST_CLICKHOUSE") or f"chdb://{tmp_path_factory.mktemp('chdb')}"
+    for name in CLICKHOUSE_SERVER_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
 
 
 @dataclass

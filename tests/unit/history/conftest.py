@@ -9,6 +9,7 @@ tables instead.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +24,14 @@ def _session_dsn(clickhouse_dsn: str) -> None:
     _DSN["dsn"] = clickhouse_dsn
 
 
+# Runs on several machines may share one ClickHouse server (LINKED_ARTIFACTS_TEST_CLICKHOUSE), where a
+# process id alone can repeat: every database of this run carries this random part too.
+_RUN = uuid.uuid4().hex[:8]
+
+
 def open_database(name: str) -> Warehouse:
+    """A freshly migrated database named ``name`` plus this run's random part (see ``Warehouse.database``)."""
+    name = f"{name}_{_RUN}"
     warehouse = Warehouse.connect(_DSN["dsn"], database=name)
     warehouse.command(f"DROP DATABASE IF EXISTS {name}")
     warehouse.close()
