@@ -34,9 +34,9 @@ artifact's own exposure.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -324,6 +324,122 @@ def rank(
     return total, [
         _ranked(offset + i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)
     ]
+
+
+# --- one family, scored in Python (the linked view) ---------------------------------------------------------
+# The linked view has already read everything the ranking context of its family needs (deployments, storage,
+# builds), so it scores that family's alerts here rather than planning the context query again. The terms
+# are those of context_sql term by term; a test checks both give the same page on generated histories.
+_SEVERITY_POINTS: Final = {"critical": 40, "high": 30, "medium": 15, "low": 5}
+_RISK_POINTS: Final = (("internet-exposed", 25), ("sensitive-data", 10), ("critical-resource", 10),
+                       ("lateral-movement", 5))
+PRODUCTION: Final = ("prod", "production", "prd", "live")
+
+
+class FamilyContext(NamedTuple):
+    """What the ranking knows about one artifact family (the family_* CTEs of context_sql)."""
+
+    environments: list[str]
+    runtime_risks: list[str]
+    exposure_points: int
+    exposure_environment: str
+    exposure_risks: list[str]
+    environment_points: int
+    registries: list[str]
+    registry_hosts: list[str]
+    repositories: list[str]
+
+
+def family_context(
+    *,
+    deployments: Iterable[tuple[str, Sequence[str]]],
+    active_storage: Iterable[tuple[str, str]],
+    build_repositories: Iterable[str],
+) -> FamilyContext:
+    """The context of a family from its current deployments (lower-cased environment, runtime risks), its
+    active storage (lower-cased registry kind, registry host) and the repositories its builds name."""
+    environments: set[str] = set()
+    risks_seen: set[str] = set()
+    best: tuple[int, bool, str, list[str]] | None = None
+    environment_points = 0
+    for environment, raw_risks in deployments:
+        risks = sorted(set(raw_risks))
+        production = environment in PRODUCTION
+        full = min(35, sum(points for risk, points in _RISK_POINTS if risk in risks))
+        points = full if production else full // 2
+        candidate = (points, production, environment, risks)
+        best = candidate if best is None or candidate > best else best
+        environments.add(environment)
+        risks_seen.update(risks)
+        environment_points = max(environment_points, 10 if production else 5)
+    storage = list(active_storage)
+    return FamilyContext(
+        environments=sorted(environments),
+        runtime_risks=sorted(risks_seen),
+        exposure_points=best[0] if best else 0,
+        exposure_environment=best[2] if best else "",
+        exposure_risks=best[3] if best else [],
+        environment_points=environment_points,
+        registries=sorted({registry for registry, _ in storage}),
+        registry_hosts=sorted({host for _, host in storage}),
+        repositories=sorted(set(build_repositories)),
+    )
+
+
+def _round_half_even(value: float) -> int:
+    # ClickHouse round() on Float64 rounds half to even, as Python's round() does.
+    return round(value)
+
+
+def _scored(alert: Mapping[str, Any], family: str, context: FamilyContext) -> dict[str, Any]:
+    row = dict(alert)
+    repository = str(alert["repository"])
+    deployed = bool(context.environments)
+    row.update(
+        family=family,
+        alert_repository=repository,
+        environments=context.environments,
+        runtime_risks=context.runtime_risks,
+        registries=context.registries,
+        registry_hosts=context.registry_hosts,
+        repositories=sorted({*([repository] if repository else []), *context.repositories}),
+        deployed=int(deployed),
+        severity_points=_SEVERITY_POINTS.get(str(alert["severity"]), 0),
+        cvss_points=min(20, _round_half_even((alert["cvss"] or 0.0) * 2)),
+        epss_points=min(20, _round_half_even((alert["epss"] or 0.0) * 20)),
+        exposure_points=context.exposure_points,
+        exposure_environment=context.exposure_environment,
+        exposure_risks=context.exposure_risks,
+        environment_points=context.environment_points,
+    )
+    row["score"] = sum(row[f"{term}_points"] for term in ("severity", "cvss", "epss", "exposure", "environment"))
+    return row
+
+
+def _order_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    cvss = row["cvss"] if row["cvss"] is not None else -1.0
+    epss = row["epss"] if row["epss"] is not None else -1.0
+    return (-row["score"], -cvss, -epss, row["vulnerability_id"], row["subject"], row["alert_key"], row["family"])
+
+
+def rank_family(
+    warehouse: Warehouse,
+    *,
+    root: str,
+    alerts: Iterable[Mapping[str, Any]],
+    context: FamilyContext,
+    limit: int,
+) -> list[RankedAlert]:
+    """Rank the alerts of one family (root digest) as :func:`rank` with ``families=[root]`` does.
+
+    ``alerts`` are current-state alert rows (the columns of ``alerts_current``) already narrowed to the
+    family: non-repository alerts on its digests, and repository alerts of the repositories its builds
+    name. Reads only the page's first-seen times and bodies.
+    """
+    _check_page(limit, 0)
+    rows = sorted((_scored(alert, root, context) for alert in alerts), key=_order_key)[:limit]
+    details = _page_details(warehouse, rows)
+    return [_ranked(i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)]
 
 
 def _page_details(warehouse: Warehouse, rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -20,8 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from history.alert_filter import CompiledFilter
-from history.alerts import rank
+from history.alerts import RankedAlert, family_context, rank_family
 from history.client import Warehouse, as_of_parameters, relation
 from linked_artifacts.digests import normalise_digest
 
@@ -55,19 +54,75 @@ def record_id(*parts: str) -> int:
 
 
 # --- family ------------------------------------------------------------------------------------------
-def family_of(warehouse: Warehouse, digest: str, *, as_of: datetime | None = None) -> dict[str, Any]:
-    """The family of a digest: its root (smallest image index, or itself), every digest in it, and the
-    index/platform links with platform names."""
-    params = {"d": digest, **as_of_parameters(as_of)}
-    root_rows = warehouse.query(
-        f"SELECT root FROM {relation('digest_roots', as_of)} WHERE digest = {{d:String}}", params
-    ).result_rows
-    root = str(root_rows[0][0]) if root_rows and root_rows[0][0] else digest
-    links = warehouse.rows(
-        f"SELECT digest, relation, linked_digest, platform, linked_at FROM {relation('links', as_of)} "
-        "WHERE digest IN {ds:Array(String)} ORDER BY digest, relation, linked_digest",
-        {"ds": sorted({digest, root}), **as_of_parameters(as_of)},
-    )
+# The current path reads the state tables by their sort keys and keeps, per entity, the row with the highest
+# version (the row FINAL would keep) in Python (see _latest), not through the *_current views: FINAL merges
+# whole granules of every part even for one key, a view with joins reads the whole of its right-hand tables,
+# and ORDER BY ... LIMIT 1 BY adds a sort to plan (measured on chDB 26.9 at 10M history rows: FINAL 20-50 ms
+# per lookup, LIMIT 1 BY ~12 ms, a plain read by sort key 5-9 ms). The as-of path keeps the *_at views.
+# Each is one table read by its sort key: joins and IN (subquery) cost more to plan and run than the reads.
+def _latest(
+    warehouse: Warehouse, sql: str, parameters: dict[str, Any], key: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Rows of a state table read by ``sql`` (which selects ``version``), one per ``key``: the highest version.
+
+    A ReplacingMergeTree keeps one row per sort key once merged; until then a few versions of an entity sit
+    in different parts, and the highest is what FINAL would return (equal versions are the same event)."""
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in warehouse.rows(sql, parameters):
+        identity = tuple(row[k] for k in key)
+        kept = best.get(identity)
+        if kept is None or row["version"] > kept["version"]:
+            best[identity] = row
+    for row in best.values():
+        del row["version"]
+    return list(best.values())
+
+
+_ROOT_NOW: Final = "SELECT min(root) FROM digest_root_state WHERE digest = {d:String}"
+_LINKS_NOW: Final = """
+SELECT digest, relation, linked_digest, platform, linked_at, version FROM link_state
+WHERE digest IN {ds:Array(String)}
+"""
+_ROOTS_NOW: Final = (
+    "SELECT digest, min(root) FROM digest_root_state WHERE digest IN {ds:Array(String)} GROUP BY digest"
+)
+
+
+def _family(warehouse: Warehouse, digest: str, as_of: datetime | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The family of a digest (see :func:`family_of`) and the family root of each of its digests (an alert or
+    deployment counts for the family whose root its digest has, as in the alert ranking)."""
+    if as_of is None:
+        found = warehouse.query(_ROOT_NOW, {"d": digest}).result_rows
+        root = str(found[0][0]) if found and found[0][0] else digest
+        links = sorted(
+            _latest(warehouse, _LINKS_NOW, {"ds": sorted({digest, root})}, ("digest", "relation", "linked_digest")),
+            key=lambda r: (r["digest"], r["relation"], r["linked_digest"]),
+        )
+        platform_digests = sorted({str(r["linked_digest"]) for r in links if r["relation"] == "platform"})
+        roots = (
+            {str(d): str(r) for d, r in warehouse.query(_ROOTS_NOW, {"ds": platform_digests}).result_rows}
+            if platform_digests
+            else {}
+        )
+    else:
+        params = {"d": digest, **as_of_parameters(as_of)}
+        root_rows = warehouse.query(
+            f"SELECT root FROM {relation('digest_roots', as_of)} WHERE digest = {{d:String}}", params
+        ).result_rows
+        root = str(root_rows[0][0]) if root_rows and root_rows[0][0] else digest
+        links = warehouse.rows(
+            f"SELECT digest, relation, linked_digest, platform, linked_at FROM {relation('links', as_of)} "
+            "WHERE digest IN {ds:Array(String)} ORDER BY digest, relation, linked_digest",
+            {"ds": sorted({digest, root}), **as_of_parameters(as_of)},
+        )
+        platform_digests = sorted({str(r["linked_digest"]) for r in links if r["relation"] == "platform"})
+        roots = {
+            str(d): str(r)
+            for d, r in warehouse.query(
+                f"SELECT digest, root FROM {relation('digest_roots', as_of)} WHERE digest IN {{ds:Array(String)}}",
+                {"ds": platform_digests, **as_of_parameters(as_of)},
+            ).result_rows
+        } if platform_digests else {}
     platforms = [
         {
             "digest": r["linked_digest"],
@@ -80,7 +135,16 @@ def family_of(warehouse: Warehouse, digest: str, *, as_of: datetime | None = Non
     ]
     indexes = sorted({r["linked_digest"] for r in links if r["relation"] == "index"} | ({root} if platforms else set()))
     digests = sorted({root, digest} | {p["digest"] for p in platforms})
-    return {"root": root, "digests": digests, "index_digests": indexes, "platform_digests": platforms}
+    family = {"root": root, "digests": digests, "index_digests": indexes, "platform_digests": platforms}
+    # The root is its own root; a platform digest's root is the smallest index it belongs to.
+    member_roots = {d: (roots.get(d) or d) if d != root else root for d in digests}
+    return family, member_roots
+
+
+def family_of(warehouse: Warehouse, digest: str, *, as_of: datetime | None = None) -> dict[str, Any]:
+    """The family of a digest: its root (smallest image index, or itself), every digest in it, and the
+    index/platform links with platform names."""
+    return _family(warehouse, digest, as_of)[0]
 
 
 # --- storage -----------------------------------------------------------------------------------------
@@ -112,12 +176,26 @@ def _location_timelines(history: Iterable[dict[str, Any]]) -> dict[tuple[str, ..
     return out
 
 
+_STORAGE_NOW: Final = """
+SELECT digest, registry_url, repository, path, status, action, registry, registry_host, tags, body, updated_at,
+    event_id, lowerUTF8(registry) AS registry_lower, version
+FROM storage_state WHERE digest IN {ds:Array(String)}
+"""
+_LOCATION: Final = ("digest", "registry_url", "repository", "path")
+
+
 def _storage(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None) -> list[dict[str, Any]]:
-    rows = warehouse.rows(
-        f"SELECT * FROM {relation('storage', as_of)} WHERE digest IN {{ds:Array(String)}} "
-        "ORDER BY digest, registry_url, repository, path",
-        {"ds": list(digests), **as_of_parameters(as_of)},
-    )
+    if as_of is None:
+        rows = sorted(
+            _latest(warehouse, _STORAGE_NOW, {"ds": list(digests)}, _LOCATION),
+            key=lambda r: tuple(r[k] for k in _LOCATION),
+        )
+    else:
+        rows = warehouse.rows(
+            f"SELECT *, lowerUTF8(registry) AS registry_lower FROM {relation('storage', as_of)} "
+            "WHERE digest IN {ds:Array(String)} ORDER BY digest, registry_url, repository, path",
+            {"ds": list(digests), **as_of_parameters(as_of)},
+        )
     timelines = _location_timelines(_storage_history(warehouse, digests, as_of))
     out = []
     for row in rows:
@@ -143,28 +221,62 @@ def _storage(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | Non
                 ],
                 "created_at": _iso(timeline.get("created_at", row["updated_at"])),
                 "updated_at": _iso(row["updated_at"]),
+                # for the ranking context (linked_view drops them)
+                "_registry": row["registry_lower"],
+                "_registry_host": row["registry_host"],
             }
         )
     return out
 
 
 # --- builds ------------------------------------------------------------------------------------------
-def _builds(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None) -> list[dict[str, Any]]:
-    subjects = warehouse.rows(
-        f"SELECT * FROM {relation('build_subjects', as_of)} WHERE digest IN {{ds:Array(String)}} "
-        "ORDER BY updated_at DESC, digest, repository, run_id",
-        {"ds": list(digests), **as_of_parameters(as_of)},
-    )
-    runs: dict[tuple[str, int], dict[str, Any]] = {}
+_BUILD_SUBJECTS_NOW: Final = """
+SELECT digest, repository, run_id, attestation_sha256, builder_id, commit, body, updated_at, version
+FROM build_subject_state WHERE digest IN {ds:Array(String)}
+"""
+_BUILD_RUNS_NOW: Final = """
+SELECT repository, run_id, status, conclusion, commit, body, version FROM build_run_state
+WHERE repository IN {repos:Array(String)} AND run_id IN {ids:Array(UInt64)}
+"""
+
+
+def _build_rows(
+    warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None
+) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, Any]]]:
+    if as_of is None:
+        subject_key = ("digest", "repository", "run_id", "attestation_sha256")
+        subjects = _latest(warehouse, _BUILD_SUBJECTS_NOW, {"ds": list(digests)}, subject_key)
+        # ORDER BY updated_at DESC, digest, repository, run_id (two stable sorts)
+        subjects.sort(key=lambda r: (r["digest"], r["repository"], r["run_id"]))
+        subjects.sort(key=lambda r: r["updated_at"], reverse=True)
+    else:
+        subjects = warehouse.rows(
+            f"SELECT * FROM {relation('build_subjects', as_of)} WHERE digest IN {{ds:Array(String)}} "
+            "ORDER BY updated_at DESC, digest, repository, run_id",
+            {"ds": list(digests), **as_of_parameters(as_of)},
+        )
+    runs = {}
     wanted = sorted({(r["repository"], int(r["run_id"])) for r in subjects if r["run_id"]})
     if wanted:
         # Two reads by sort key instead of builds_at, whose join would read every run.
-        for run in warehouse.rows(
-            f"SELECT * FROM {relation('build_runs', as_of)} "
-            "WHERE repository IN {repos:Array(String)} AND run_id IN {ids:Array(UInt64)}",
-            {"repos": sorted({w[0] for w in wanted}), "ids": sorted({w[1] for w in wanted}), **as_of_parameters(as_of)},
+        parameters = {
+            "repos": sorted({w[0] for w in wanted}), "ids": sorted({w[1] for w in wanted}), **as_of_parameters(as_of)
+        }
+        for run in (
+            _latest(warehouse, _BUILD_RUNS_NOW, parameters, ("repository", "run_id"))
+            if as_of is None
+            else warehouse.rows(
+                f"SELECT * FROM {relation('build_runs', as_of)} "
+                "WHERE repository IN {repos:Array(String)} AND run_id IN {ids:Array(UInt64)}",
+                parameters,
+            )
         ):
             runs[(run["repository"], int(run["run_id"]))] = run
+    return subjects, runs
+
+
+def _builds(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None) -> list[dict[str, Any]]:
+    subjects, runs = _build_rows(warehouse, digests, as_of)
     out = []
     for row in subjects:
         body = _json(row["body"])
@@ -198,6 +310,12 @@ def _builds(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None
 
 
 # --- deployments -------------------------------------------------------------------------------------
+def _slot_of(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(
+        str(row[c]) for c in ("digest", "logical_environment", "physical_environment", "cluster", "deployment_name")
+    )
+
+
 def _first_seen_in_slots(
     warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None
 ) -> dict[tuple[str, ...], datetime]:
@@ -212,23 +330,67 @@ def _first_seen_in_slots(
     return {tuple(str(v) for v in row[:5]): row[5] for row in rows}
 
 
+# deployments_current for a few digests, as separate reads by sort key: the latest state of each (digest, slot),
+# the holders of just the slots where one is deployed, and their latest risk assertions (the view joins every
+# slot's holder and every risk assertion).
+_SLOT: Final = "logical_environment, physical_environment, cluster, deployment_name"
+_DEPLOYMENT_STATES_NOW: Final = f"""
+SELECT digest, {_SLOT}, status, body, updated_at, event_id, lowerUTF8(logical_environment) AS environment, version
+FROM deployment_state WHERE digest IN {{ds:Array(String)}}
+"""
+_HOLDERS_NOW: Final = f"""
+SELECT {_SLOT}, digest, deployed_at, version FROM deployment_holder_state
+WHERE ({_SLOT}) IN {{slots:Array(Tuple(String, String, String, String))}}
+"""
+_RISKS_NOW: Final = f"""
+SELECT digest, {_SLOT}, runtime_risks, risks_asserted_by, risks_asserted_at, version FROM deployment_risk_state
+WHERE digest IN {{ds:Array(String)}}
+"""
+_SLOT_KEY: Final = ("logical_environment", "physical_environment", "cluster", "deployment_name")
+_DIGEST_SLOT_KEY: Final = ("digest", *_SLOT_KEY)
+
+
+def _deployment_rows_now(warehouse: Warehouse, digests: Sequence[str]) -> list[dict[str, Any]]:
+    states = [
+        r for r in _latest(warehouse, _DEPLOYMENT_STATES_NOW, {"ds": list(digests)}, _DIGEST_SLOT_KEY)
+        if r["digest"] and r["status"] == "deployed"
+    ]
+    if not states:
+        return []
+    slots = sorted({_slot_of(r)[1:] for r in states})
+    holders = {_slot_of(h): h for h in _latest(warehouse, _HOLDERS_NOW, {"slots": slots}, _SLOT_KEY)}
+    risks = {_slot_of(r): r for r in _latest(warehouse, _RISKS_NOW, {"ds": list(digests)}, _DIGEST_SLOT_KEY)}
+    rows = []
+    for state in states:
+        holder = holders.get(_slot_of(state))
+        if holder is None:
+            continue
+        risk = risks.get(_slot_of(state), {})
+        rows.append({
+            **state,
+            "runtime_risks": list(risk.get("runtime_risks", [])),
+            "risks_asserted_by": risk.get("risks_asserted_by", ""),
+            "risks_asserted_at": risk.get("risks_asserted_at"),
+            "deployed_at": holder["deployed_at"],
+        })
+    return sorted(rows, key=lambda r: (*_slot_of(r)[1:], r["digest"]))
+
+
 def _deployments(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None) -> list[dict[str, Any]]:
-    rows = warehouse.rows(
-        f"SELECT * FROM {relation('deployments', as_of)} WHERE digest IN {{ds:Array(String)}} "
-        "ORDER BY logical_environment, physical_environment, cluster, deployment_name, digest",
-        {"ds": list(digests), **as_of_parameters(as_of)},
-    )
+    if as_of is None:
+        rows = _deployment_rows_now(warehouse, digests)
+    else:
+        rows = warehouse.rows(
+            f"SELECT *, lowerUTF8(logical_environment) AS environment FROM {relation('deployments', as_of)} "
+            "WHERE digest IN {ds:Array(String)} "
+            "ORDER BY logical_environment, physical_environment, cluster, deployment_name, digest",
+            {"ds": list(digests), **as_of_parameters(as_of)},
+        )
     first_seen = _first_seen_in_slots(warehouse, digests, as_of) if rows else {}
     out = []
     for row in rows:
         body = _json(row["body"])
-        slot = (
-            row["digest"],
-            row["logical_environment"],
-            row["physical_environment"],
-            row["cluster"],
-            row["deployment_name"],
-        )
+        slot = _slot_of(row)
         out.append(
             {
                 "id": record_id(*slot),
@@ -250,6 +412,7 @@ def _deployments(warehouse: Warehouse, digests: Sequence[str], as_of: datetime |
                 "first_seen": _iso(first_seen.get(slot, row["deployed_at"])),
                 "deployed_at": _iso(row["deployed_at"]),
                 "updated_at": _iso(row["updated_at"]),
+                "_environment": row["environment"],  # for the ranking context (linked_view drops it)
             }
         )
     return out
@@ -280,6 +443,61 @@ def _history(warehouse: Warehouse, keys: Sequence[str], as_of: datetime | None, 
     ]
 
 
+# --- alerts ------------------------------------------------------------------------------------------
+_ALERTS_NOW: Final = """
+SELECT subject, alert_key, scope, repository, vulnerability_id, severity, cvss, epss, state, tool, package, title,
+    updated_at, event_id, version
+FROM alert_state WHERE subject IN {subjects:Array(String)}
+"""
+# alerts_at narrowed to a few subjects: the same rows, read from the history by its sort key.
+_ALERTS_AT: Final = """
+SELECT key AS subject, alert_key, alert_scope AS scope, alert_repository AS repository,
+    alert_vulnerability_id AS vulnerability_id, alert_severity AS severity, alert_cvss AS cvss, alert_epss AS epss,
+    alert_state AS state, alert_tool AS tool, alert_package AS package, alert_title AS title,
+    event_time AS updated_at, event_id
+FROM events
+WHERE key IN {subjects:Array(String)} AND kind = 'alert' AND event_time <= {as_of:DateTime64(6, 'UTC')}
+ORDER BY version DESC LIMIT 1 BY key, alert_key
+"""
+
+
+def _family_alerts(
+    warehouse: Warehouse,
+    root: str,
+    member_roots: dict[str, str],
+    storage: list[dict[str, Any]],
+    builds: list[dict[str, Any]],
+    deployments: list[dict[str, Any]],
+    as_of: datetime | None,
+) -> list[RankedAlert]:
+    """The family's alerts ranked as the alert search ranks them (``rank(..., families=[root])``), from what
+    the view has read already plus one read of the alerts themselves."""
+    own = {d for d, r in member_roots.items() if r == root}
+    build_repositories = sorted({b["repository"] for b in builds if b["repository"] and b["digest"] in own})
+    context = family_context(
+        deployments=[(d["_environment"], d["runtime_risks"]) for d in deployments if d["digest"] in own],
+        active_storage=[
+            (s["_registry"], s["_registry_host"]) for s in storage if s["digest"] in own and s["status"] == "active"
+        ],
+        build_repositories=build_repositories,
+    )
+    built = set(build_repositories)
+    repo_subjects = {"repo:" + r for r in built}
+    parameters = {"subjects": sorted(own | repo_subjects), **as_of_parameters(as_of)}
+    rows = (
+        _latest(warehouse, _ALERTS_NOW, parameters, ("subject", "alert_key"))
+        if as_of is None
+        else warehouse.rows(_ALERTS_AT, parameters)
+    )
+    wanted = [
+        row
+        for row in rows
+        if (row["scope"] != "repository" and row["subject"] in own)
+        or (row["scope"] == "repository" and row["subject"] in repo_subjects and row["repository"] in built)
+    ]
+    return rank_family(warehouse, root=root, alerts=wanted, context=context, limit=LINKED_ALERT_LIMIT)
+
+
 # --- the view ----------------------------------------------------------------------------------------
 def linked_view(
     warehouse: Warehouse,
@@ -294,7 +512,7 @@ def linked_view(
     """
     digest = normalise_digest(digest)
     history_limit = max(0, min(history_limit, MAX_HISTORY_LIMIT))
-    family = family_of(warehouse, digest, as_of=as_of)
+    family, member_roots = _family(warehouse, digest, as_of)
     digests = family["digests"]
     storage = _storage(warehouse, digests, as_of)
     builds = _builds(warehouse, digests, as_of)
@@ -304,9 +522,11 @@ def linked_view(
     run_keys = sorted(
         {f"run:{b['repository']}/{b['workflow_run_id']}" for b in builds if b["repository"] and b["workflow_run_id"]}
     )
-    _, alerts = rank(
-        warehouse, CompiledFilter("1", {}, as_of, False), limit=LINKED_ALERT_LIMIT, families=[family["root"]]
-    )
+    alerts = _family_alerts(warehouse, family["root"], member_roots, storage, builds, deployments, as_of)
+    for rows in (storage, deployments):
+        for row in rows:
+            for private in [k for k in row if k.startswith("_")]:
+                del row[private]
     history = _history(warehouse, [*digests, *repo_keys, *run_keys], as_of, history_limit) if history_limit else []
     if not (
         storage or builds or deployments or alerts or history or family["platform_digests"] or family["index_digests"]
