@@ -5,14 +5,14 @@ same ``events`` table the sink writes (``INSERT INTO events SELECT ...`` from Cl
 every materialized view of the migrations fills as it does in production), then times each query with
 warm-up: p50 / p95 / p99 over ``--runs`` calls.
 
-The history is an organisation of applications, each with 20 releases over a year. A release is an artifact
-family (a multi-arch image index and 2-4 platform manifests) with 100 events: index/platform links; pushes,
-tag observations, a promotion (move), a copy, end of life and deletion for old releases; provenance for the
-index and a platform digest and the workflow run; deployments into the application's six slots across
-environments, regions and clusters, with runtime risks asserted by a runtime monitor and re-observed by
-Kubernetes, each release taking over the slots of the one before (some with a decommission, some with a
-slot-wide delete); scanner findings with CVSS and EPSS on the platform digests (70% of releases have them)
-and Dependabot alerts on the repository, open, re-reported, fixed or dismissed.
+The history is an organisation of applications, each with ``--releases-per-app`` (100) releases over a year. A
+release is an artifact family (a multi-arch image index and 2-4 platform manifests) with 100 events:
+index/platform links; pushes, tag observations, a promotion (move), a copy, end of life and deletion for old
+releases; provenance for the index and a platform digest and the workflow run; deployments into the
+application's six slots across environments, regions and clusters, with runtime risks asserted by a runtime
+monitor and re-observed by Kubernetes, each release taking over the slots of the one before (some with a
+decommission, some with a slot-wide delete); scanner findings with CVSS and EPSS on the platform digests (70%
+of releases have them) and Dependabot alerts on the repository, open, re-reported, fixed or dismissed.
 
 The generated data directory is cached under ``bench/results/tmp/`` keyed by rows, seed and generator
 version, so a second run only measures. Each size runs in a child process: chDB holds one data path per
@@ -27,6 +27,7 @@ Run it on an idle machine: on a 2-core machine another process's load shows up d
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -51,14 +52,16 @@ from web.queries import artifact_list, facets, lifecycle, overview_counts
 # Bump when the generated shape changes, so a cached directory of the old shape is not reused.
 GENERATOR_VERSION: Final = 1
 EVENTS_PER_FAMILY: Final = 100
-RELEASES_PER_APP: Final = 20
+# Releases of an application in the year: about two a week, as a service deployed by CI/CD. With 100 events a
+# release, 10M rows are 1,000 applications (1,000 families deployed now); --releases-per-app 20 gives 5,000.
+RELEASES_PER_APP: Final = 100
 # Rows per INSERT ... SELECT: big enough that part counts stay low, small enough to show progress.
 CHUNK_ROWS: Final = 100_000
 CACHE_DIR: Final = RESULTS_DIR / "tmp"
 DATABASE: Final = "linked_artifacts"
 START: Final = datetime(2025, 11, 1, tzinfo=UTC)
-RELEASE_SECONDS: Final = 365 * 86_400 // RELEASES_PER_APP
 AS_OF: Final = START + timedelta(days=200)
+_LOCKS: list[Any] = []
 
 # One row of `events` per number n: family f = n / 100, position j = n % 100 says what the row is.
 # Only integers from argparse are formatted into this text.
@@ -170,9 +173,11 @@ FROM
         multiIf(registry = 'github', repo, sj >= 4 AND sj < 10, 'docker-local', sj = 11, 'docker-release',
                 'docker-prod') AS srepo,
         if(registry = 'github', '', concat(app_name, '/', version)) AS spath,
-        multiIf(sj = 12 AND rel < 15, 'eol', sj = 13 AND rel < 10, 'deleted', 'active') AS status,
+        sj = 12 AND rel < {eol_before} AS ends,
+        sj = 13 AND rel < {deleted_before} AS deletes,
+        multiIf(ends, 'eol', deletes, 'deleted', 'active') AS status,
         multiIf(sj = 4, 'pushed', sj = 5, 'published', sj = 10, 'moved', sj = 11, 'copied',
-                sj = 12 AND rel < 15, 'updated', sj = 13 AND rel < 10, 'deleted', 'observed') AS action,
+                ends, 'updated', deletes, 'deleted', 'observed') AS action,
         multiIf(sj = 4, [version], sj = 5, [version, 'latest'],
                 sj >= 6 AND sj < 10, [concat('sha-', substring(idx, 8, 7)), 'latest'],
                 sj = 11, [version], sj = 0, ['latest'], CAST([], 'Array(String)')) AS tags,
@@ -195,7 +200,7 @@ FROM
         -- alerts: positions 60..99 are 4 reports of each of 10 findings
         (j - 60) % 10 AS finding,
         intDiv(j - 60, 10) AS aobs,
-        finding = 9 AND rel % 4 = 0 AS repo_alert,
+        finding = 9 AND rel % {repo_alert_every} = 0 AS repo_alert,
         cityHash64({seed}, app, finding, 'cve') AS h,
         concat('CVE-202', toString(3 + h % 3), '-', toString(1000 + intDiv(h, 7) % 3000)) AS cve,
         concat('pkg-', toString(intDiv(h, 13) % 500)) AS package,
@@ -244,13 +249,15 @@ def family_digests(seed: int, family: int) -> tuple[str, list[str]]:
     return index, platforms
 
 
-def _generate(warehouse: Warehouse, *, rows: int, seed: int) -> None:
+def _generate(warehouse: Warehouse, *, rows: int, seed: int, releases: int) -> None:
     started = time.monotonic()
     for first in range(0, rows, CHUNK_ROWS):
         count = min(CHUNK_ROWS, rows - first)
         warehouse.command(_GENERATE.format(
-            seed=seed, per_family=EVENTS_PER_FAMILY, releases=RELEASES_PER_APP, last_release=RELEASES_PER_APP - 1,
-            start=START.strftime("%Y-%m-%d %H:%M:%S"), release_seconds=RELEASE_SECONDS, first=first, count=count,
+            seed=seed, per_family=EVENTS_PER_FAMILY, releases=releases, last_release=releases - 1,
+            start=START.strftime("%Y-%m-%d %H:%M:%S"), release_seconds=365 * 86_400 // releases, first=first,
+            count=count, eol_before=releases * 3 // 4, deleted_before=releases // 2,
+            repo_alert_every=max(1, releases // 5),
         ))
         done = first + count
         elapsed = time.monotonic() - started
@@ -269,10 +276,19 @@ def _settle(warehouse: Warehouse, *, timeout: float = 600.0) -> None:
         time.sleep(1.0)
 
 
-def open_history(rows: int, seed: int) -> tuple[Warehouse, Path]:
-    """The cached warehouse for (rows, seed), generated first when absent. Migrations newer than the cache
-    are applied on open, as at a production start-up (backfills included)."""
-    directory = CACHE_DIR / f"history-v{GENERATOR_VERSION}-{rows}-s{seed}"
+def open_history(rows: int, seed: int, releases: int = RELEASES_PER_APP) -> tuple[Warehouse, Path]:
+    """The cached warehouse for (rows, seed, releases per application), generated first when absent.
+    Migrations newer than the cache are applied on open, as at a production start-up (backfills included)."""
+    suffix = "" if releases == 20 else f"-r{releases}"  # caches of the first shape (20) keep their name
+    directory = CACHE_DIR / f"history-v{GENERATOR_VERSION}-{rows}-s{seed}{suffix}"
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Held until the process ends: a second run must not take an unfinished directory for an abandoned one.
+    lock = (CACHE_DIR / f"{directory.name}.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"{directory} is in use by another run of this benchmark") from None
+    _LOCKS.append(lock)
     marker = directory / "complete"
     if directory.exists() and not marker.exists():
         say(f"removing an incomplete cache {directory}")
@@ -283,8 +299,9 @@ def open_history(rows: int, seed: int) -> tuple[Warehouse, Path]:
     applied = warehouse.apply_migrations()
     if fresh:
         say(f"generating {rows:,} rows into {directory}")
-        _generate(warehouse, rows=rows, seed=seed)
-        marker.write_text(json.dumps({"rows": rows, "seed": seed, "generator": GENERATOR_VERSION}) + "\n")
+        _generate(warehouse, rows=rows, seed=seed, releases=releases)
+        marker.write_text(json.dumps({"rows": rows, "seed": seed, "releases": releases,
+                                      "generator": GENERATOR_VERSION}) + "\n")
     else:
         say(f"using cached history {directory}" + (f" (applied migrations {applied})" if applied else ""))
         _settle(warehouse)
@@ -313,13 +330,12 @@ def _timed(fn: Callable[[], object], *, runs: int, warmup: int) -> dict[str, flo
     return latency_summary(seconds)
 
 
-def _cases(warehouse: Warehouse, *, rows: int, seed: int) -> list[tuple[str, Callable[[], object]]]:
+def _cases(warehouse: Warehouse, *, rows: int, seed: int, releases: int) -> list[tuple[str, Callable[[], object]]]:
     families = rows // EVENTS_PER_FAMILY
     rng = random.Random(seed)
     # A mix: the latest release of an application (deployed now, with alerts) and any release.
     picks = [rng.randrange(families) for _ in range(64)]
-    picks += [min(families - 1, (rng.randrange(families) // RELEASES_PER_APP) * RELEASES_PER_APP + RELEASES_PER_APP - 1)
-              for _ in range(64)]
+    picks += [min(families - 1, (rng.randrange(families) // releases) * releases + releases - 1) for _ in range(64)]
     indexes = [family_digests(seed, f)[0] for f in picks]
     platforms = [rng.choice(family_digests(seed, f)[1]) for f in picks]
     cycle = {"index": 0, "platform": 0}
@@ -363,13 +379,13 @@ def _cases(warehouse: Warehouse, *, rows: int, seed: int) -> list[tuple[str, Cal
     ]
 
 
-def run_one(rows: int, *, seed: int, runs: int, warmup: int, only: str) -> dict[str, Any]:
-    warehouse, directory = open_history(rows, seed)
+def run_one(rows: int, *, seed: int, releases: int, runs: int, warmup: int, only: str) -> dict[str, Any]:
+    warehouse, directory = open_history(rows, seed, releases)
     counts = _counts(warehouse)
     say(f"rows: events {counts.get('events', 0):,}; " + ", ".join(
         f"{k} {v:,}" for k, v in counts.items() if k != "events"))
     results: dict[str, Any] = {}
-    for label, fn in _cases(warehouse, rows=rows, seed=seed):
+    for label, fn in _cases(warehouse, rows=rows, seed=seed, releases=releases):
         if only and only not in label:
             continue
         load = [round(x, 2) for x in os.getloadavg()]
@@ -377,7 +393,8 @@ def run_one(rows: int, *, seed: int, runs: int, warmup: int, only: str) -> dict[
         r = results[label]
         say(f"  {label}: p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms (load {load})")
     warehouse.close()
-    return {"rows": rows, "seed": seed, "directory": str(directory), "counts": counts, "queries": results}
+    return {"rows": rows, "seed": seed, "releases_per_app": releases, "directory": str(directory), "counts": counts,
+            "queries": results}
 
 
 def main() -> None:
@@ -386,16 +403,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="timed calls per query")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per query first")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--releases-per-app", type=int, default=RELEASES_PER_APP,
+                        help="releases of each application in the year (fewer: more applications deployed now)")
     parser.add_argument("--only", default="", help="measure only the queries whose label contains this text")
     parser.add_argument("--child-output", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
-    if any(s < EVENTS_PER_FAMILY * RELEASES_PER_APP for s in sizes):
-        parser.error(f"--rows: each size must be at least {EVENTS_PER_FAMILY * RELEASES_PER_APP}")
+    if args.releases_per_app < 2:
+        parser.error("--releases-per-app: at least 2")
+    if any(s < EVENTS_PER_FAMILY * args.releases_per_app for s in sizes):
+        parser.error(f"--rows: each size must be at least {EVENTS_PER_FAMILY * args.releases_per_app}")
 
     if args.child_output:
         # One size per process: chDB holds one data path per process.
-        result = run_one(sizes[0], seed=args.seed, runs=args.runs, warmup=args.warmup, only=args.only)
+        result = run_one(sizes[0], seed=args.seed, releases=args.releases_per_app, runs=args.runs, warmup=args.warmup,
+                         only=args.only)
         Path(args.child_output).write_text(json.dumps(result, default=str))
         return
 
@@ -408,6 +430,7 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             command = [sys.executable, "-m", "bench.history_queries", "--rows", str(size), "--runs", str(args.runs),
                        "--warmup", str(args.warmup), "--seed", str(args.seed), "--only", args.only,
+                       "--releases-per-app", str(args.releases_per_app),
                        "--child-output", out.name]
             say(f"== {size:,} rows")
             subprocess.run(command, check=True)  # noqa: S603 - our own module with validated arguments

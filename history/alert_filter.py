@@ -420,6 +420,8 @@ class CompiledFilter:
     parameters: dict[str, Any] = field(default_factory=dict)
     as_of: datetime | None = None
     requires_deployment: bool = False
+    # The parsed predicate, for evaluating it in Python (:func:`evaluate`); None matches everything.
+    expr: Node | None = None
 
 
 # The SQL of each filter. Only these fixed fragments and parameter names ever reach the SQL text.
@@ -479,7 +481,7 @@ def compile_query(query: AlertQuery) -> CompiledFilter:
         return CompiledFilter("1", {}, query.as_of, False)
     compiler = _Compiler()
     where = compiler.sql(query.expr)
-    return CompiledFilter(where, compiler.parameters, query.as_of, _requires_deployment(query.expr))
+    return CompiledFilter(where, compiler.parameters, query.as_of, _requires_deployment(query.expr), query.expr)
 
 
 def compile_filter(text: str) -> CompiledFilter:

@@ -40,8 +40,9 @@ from typing import Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from history.alert_filter import CompiledFilter, compile_query, parse, render
+from history.alert_filter import CompiledFilter, Node, compile_query, evaluate, parse, render
 from history.client import Warehouse, as_of_parameters, relation
+from history.deployed import deployed_now
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAX_LIMIT: Final = 1_000
@@ -303,6 +304,8 @@ def rank(
     path for ``has:deployment runtime-risk:...``.
     """
     _check_page(limit, offset)
+    if families is None and compiled.requires_deployment and compiled.as_of is None and compiled.expr is not None:
+        return _rank_deployed_now(warehouse, compiled.expr, limit=limit, offset=offset)
     scope: Scope = "families" if families is not None else "deployed" if compiled.requires_deployment else "all"
     parameters: dict[str, Any] = dict(compiled.parameters)
     parameters.update(limit=limit, offset=offset, **as_of_parameters(compiled.as_of))
@@ -440,6 +443,109 @@ def rank_family(
     rows = sorted((_scored(alert, root, context) for alert in alerts), key=_order_key)[:limit]
     details = _page_details(warehouse, rows)
     return [_ranked(i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)]
+
+
+# --- the deployed scope now, composed in Python -------------------------------------------------------------
+# A filter that can only match deployed artifacts (has:deployment, runtime-risk:, environment: at the top level)
+# reads only what touches the families deployed now, each table once by its sort key, and ranks in Python
+# with the same terms and the filter's reference semantics (alert_filter.evaluate, which the property tests
+# hold to the SQL). Planning context_sql's joined CTEs cost ~350 ms even on 10k events (chDB 26.9); these
+# reads cost a few ms each on small histories. The deployments now come from history.deployed's snapshot
+# when it is current.
+_ROOTS_OF: Final = "SELECT digest, min(root) FROM digest_root_state WHERE digest IN {ds:Array(String)} GROUP BY digest"
+_PLATFORMS_OF: Final = (
+    "SELECT DISTINCT linked_digest FROM link_state WHERE digest IN {ds:Array(String)} AND relation = 'platform'"
+)
+_ACTIVE_STORAGE_OF: Final = """
+SELECT digest, registry_url, repository, path, status, lowerUTF8(registry) AS registry, registry_host, version
+FROM storage_state WHERE digest IN {ds:Array(String)}
+"""
+_BUILT_FROM: Final = (
+    "SELECT DISTINCT digest, repository FROM build_subject_state "
+    "WHERE digest IN {ds:Array(String)} AND repository != ''"
+)
+_ALERTS_OF: Final = """
+SELECT subject, alert_key, scope, repository, vulnerability_id, severity, cvss, epss, state, tool, package, title,
+    updated_at, event_id, version
+FROM alert_state WHERE subject IN {subjects:Array(String)}
+"""
+
+
+def _latest_rows(
+    warehouse: Warehouse, sql: str, parameters: Mapping[str, Any], key: Sequence[str]
+) -> list[dict[str, Any]]:
+    # One row per key, the highest version: what FINAL keeps, without merging whole granules.
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in warehouse.rows(sql, parameters):
+        identity = tuple(row[k] for k in key)
+        if identity not in best or row["version"] > best[identity]["version"]:
+            best[identity] = row
+    return list(best.values())
+
+
+def _roots(warehouse: Warehouse, digests: Iterable[str]) -> dict[str, str]:
+    wanted = sorted(set(digests))
+    if not wanted:
+        return {}
+    found = {str(d): str(r) for d, r in warehouse.query(_ROOTS_OF, {"ds": wanted}).result_rows}
+    return {d: found.get(d) or d for d in wanted}
+
+
+def _contexts(
+    warehouse: Warehouse, by_family: dict[str, list[tuple[str, list[str]]]], member_roots: dict[str, str]
+) -> tuple[dict[str, FamilyContext], dict[str, set[str]]]:
+    """The ranking context of each family, and the families built from each build repository."""
+    members = sorted(member_roots)
+    storage: dict[str, list[tuple[str, str]]] = {}
+    location = ("digest", "registry_url", "repository", "path")
+    for row in _latest_rows(warehouse, _ACTIVE_STORAGE_OF, {"ds": members}, location):
+        if row["status"] == "active":
+            storage.setdefault(member_roots[row["digest"]], []).append((row["registry"], str(row["registry_host"])))
+    built: dict[str, set[str]] = {}
+    family_repositories: dict[str, set[str]] = {}
+    for digest, repository in warehouse.query(_BUILT_FROM, {"ds": members}).result_rows:
+        built.setdefault(str(repository), set()).add(member_roots[str(digest)])
+        family_repositories.setdefault(member_roots[str(digest)], set()).add(str(repository))
+    contexts = {
+        family: family_context(
+            deployments=by_family.get(family, []),
+            active_storage=storage.get(family, []),
+            build_repositories=family_repositories.get(family, ()),
+        )
+        for family in by_family
+    }
+    return contexts, built
+
+
+def _rank_deployed_now(warehouse: Warehouse, expr: Node, *, limit: int, offset: int) -> tuple[int, list[RankedAlert]]:
+    deployed = deployed_now(warehouse)
+    if not deployed:
+        return 0, []
+    by_family: dict[str, list[tuple[str, list[str]]]] = {}
+    for row in deployed:
+        by_family.setdefault(row.root, []).append((row.environment, row.runtime_risks))
+    platforms = [str(r[0]) for r in warehouse.query(_PLATFORMS_OF, {"ds": sorted(by_family)}).result_rows]
+    member_roots = _roots(warehouse, [*by_family, *platforms])
+    contexts, built = _contexts(warehouse, by_family, member_roots)
+    repo_subjects = {"repo:" + r for r in built}
+    alerts = _latest_rows(
+        warehouse, _ALERTS_OF, {"subjects": sorted({*member_roots, *repo_subjects})}, ("subject", "alert_key")
+    )
+    matched: list[dict[str, Any]] = []
+    for alert in alerts:
+        if alert["scope"] != "repository":
+            families = [member_roots[alert["subject"]]] if alert["subject"] in member_roots else []
+        else:
+            families = sorted(built.get(alert["repository"], ())) if alert["subject"] in repo_subjects else []
+        # Only families deployed now: an alert on a platform whose family root is another index counts there.
+        rows = (_scored(alert, family, contexts[family]) for family in families if family in contexts)
+        matched.extend(row for row in rows if evaluate(expr, row))
+    matched.sort(key=_order_key)
+    page = matched[offset:offset + limit]
+    details = _page_details(warehouse, page)
+    return len(matched), [
+        _ranked(offset + i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(page)
+    ]
 
 
 def _page_details(warehouse: Warehouse, rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -1,0 +1,60 @@
+"""The deployed-now snapshot: used only while its change stamp is current, so it never changes an answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from history.alerts import search_alerts
+from history.client import Warehouse
+from history.deployed import compute_deployed_now, deployed_now, refresh_deployed_now
+from history.rows import insert_events
+from linked_artifacts.events import ArtifactEvent
+
+from .builders import Events, Triage, digest
+
+QUERIES = ("has:deployment runtime-risk:internet-exposed", "environment:prod cvss:>7", "has:deployment -is:open")
+
+
+def _load(warehouse: Warehouse, events: list[ArtifactEvent]) -> None:
+    insert_events(warehouse, events, dedup_token=f"t:{uuid.uuid4()}")
+
+
+def _snapshots(warehouse: Warehouse) -> int:
+    return int(warehouse.query("SELECT count() FROM deployed_now_snapshot").result_rows[0][0])
+
+
+def test_refresh_writes_a_snapshot_only_when_deployments_changed(warehouse: Warehouse) -> None:
+    _load(warehouse, Triage().events)
+    assert refresh_deployed_now(warehouse)
+    assert not refresh_deployed_now(warehouse)
+    assert _snapshots(warehouse) == 1
+    # An alert changes nothing deployed: the stamp and the snapshot stay.
+    _load(warehouse, [Events().alert(digest("index"), minute=90, vuln="CVE-2025-9", severity="low")])
+    assert not refresh_deployed_now(warehouse)
+    assert sorted(deployed_now(warehouse)) == sorted(compute_deployed_now(warehouse))
+
+
+def test_a_stale_snapshot_is_not_used(warehouse: Warehouse) -> None:
+    history = Triage()
+    _load(warehouse, history.events)
+    refresh_deployed_now(warehouse)
+    before = {q: search_alerts(warehouse, q, limit=100) for q in QUERIES}
+    # A new deployment of x into another slot: the snapshot no longer holds, the answer must include it.
+    late = Events().deploy(history.x, minute=95, cluster="aks-prod-9", name="x-app", risks=["internet-exposed"],
+                           asserted_by="defender-for-cloud")
+    _load(warehouse, [late.model_copy(update={"event_id": "late-x", "delivery_id": "late-x"})])
+    now = sorted(compute_deployed_now(warehouse))
+    assert history.x in {d.digest for d in now}
+    assert sorted(deployed_now(warehouse)) == now
+    stale = {q: search_alerts(warehouse, q, limit=100) for q in QUERIES}
+    assert refresh_deployed_now(warehouse)
+    assert sorted(deployed_now(warehouse)) == now
+    assert {q: search_alerts(warehouse, q, limit=100) for q in QUERIES} == stale
+    assert stale[QUERIES[0]] != before[QUERIES[0]]
+
+
+def test_answers_are_the_same_with_and_without_a_snapshot(warehouse: Warehouse) -> None:
+    _load(warehouse, Triage().events)
+    without = {q: search_alerts(warehouse, q, limit=100) for q in QUERIES}
+    refresh_deployed_now(warehouse)
+    assert {q: search_alerts(warehouse, q, limit=100) for q in QUERIES} == without
