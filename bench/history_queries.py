@@ -46,6 +46,7 @@ from bench._harness import RESULTS_DIR, latency_summary, machine, say, table, wr
 from history.alert_filter import parse
 from history.alerts import search_alerts
 from history.client import Warehouse
+from history.deployed import refresh_deployed_now
 from history.linked_view import linked_view
 from web.queries import artifact_list, facets, lifecycle, overview_counts
 
@@ -305,6 +306,10 @@ def open_history(rows: int, seed: int, releases: int = RELEASES_PER_APP) -> tupl
     else:
         say(f"using cached history {directory}" + (f" (applied migrations {applied})" if applied else ""))
         _settle(warehouse)
+    # As the sink does after each batch (history.deployed): a no-op when the snapshot is current.
+    started = time.monotonic()
+    if refresh_deployed_now(warehouse):
+        say(f"refreshed the deployed-now snapshot in {time.monotonic() - started:.2f}s")
     return warehouse, directory
 
 

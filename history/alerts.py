@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict
 
 from history.alert_filter import CompiledFilter, Node, compile_query, evaluate, parse, render
 from history.client import Warehouse, as_of_parameters, relation
-from history.deployed import deployed_now
+from history.deployed import compute_deployed, deployed_now
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAX_LIMIT: Final = 1_000
@@ -304,8 +304,8 @@ def rank(
     path for ``has:deployment runtime-risk:...``.
     """
     _check_page(limit, offset)
-    if families is None and compiled.requires_deployment and compiled.as_of is None and compiled.expr is not None:
-        return _rank_deployed_now(warehouse, compiled.expr, limit=limit, offset=offset)
+    if families is None and compiled.requires_deployment and compiled.expr is not None:
+        return _rank_deployed(warehouse, compiled.expr, compiled.as_of, limit=limit, offset=offset)
     scope: Scope = "families" if families is not None else "deployed" if compiled.requires_deployment else "all"
     parameters: dict[str, Any] = dict(compiled.parameters)
     parameters.update(limit=limit, offset=offset, **as_of_parameters(compiled.as_of))
@@ -452,23 +452,64 @@ def rank_family(
 # hold to the SQL). Planning context_sql's joined CTEs cost ~350 ms even on 10k events (chDB 26.9); these
 # reads cost a few ms each on small histories. The deployments now come from history.deployed's snapshot
 # when it is current.
-_ROOTS_OF: Final = "SELECT digest, min(root) FROM digest_root_state WHERE digest IN {ds:Array(String)} GROUP BY digest"
-_PLATFORMS_OF: Final = (
-    "SELECT DISTINCT linked_digest FROM link_state WHERE digest IN {ds:Array(String)} AND relation = 'platform'"
+class _Reads(NamedTuple):
+    """The keyed reads of the deployed scope: from the state tables now, or the *_at views at a time."""
+
+    roots: str
+    platforms: str
+    storage: str
+    built: str
+    alerts: str
+
+
+_NOW: Final = _Reads(
+    roots="SELECT digest, min(root) FROM digest_root_state WHERE digest IN {ds:Array(String)} GROUP BY digest",
+    platforms=(
+        "SELECT DISTINCT linked_digest FROM link_state WHERE digest IN {ds:Array(String)} AND relation = 'platform'"
+    ),
+    storage=(
+        "SELECT digest, registry_url, repository, path, status, lowerUTF8(registry) AS registry, registry_host, "
+        "version FROM storage_state WHERE digest IN {ds:Array(String)}"
+    ),
+    built=(
+        "SELECT DISTINCT digest, repository FROM build_subject_state "
+        "WHERE digest IN {ds:Array(String)} AND repository != ''"
+    ),
+    alerts=(
+        "SELECT subject, alert_key, scope, repository, vulnerability_id, severity, cvss, epss, state, tool, package, "
+        "title, updated_at, event_id, version FROM alert_state WHERE subject IN {subjects:Array(String)}"
+    ),
 )
-_ACTIVE_STORAGE_OF: Final = """
-SELECT digest, registry_url, repository, path, status, lowerUTF8(registry) AS registry, registry_host, version
-FROM storage_state WHERE digest IN {ds:Array(String)}
-"""
-_BUILT_FROM: Final = (
-    "SELECT DISTINCT digest, repository FROM build_subject_state "
-    "WHERE digest IN {ds:Array(String)} AND repository != ''"
-)
-_ALERTS_OF: Final = """
-SELECT subject, alert_key, scope, repository, vulnerability_id, severity, cvss, epss, state, tool, package, title,
-    updated_at, event_id, version
-FROM alert_state WHERE subject IN {subjects:Array(String)}
-"""
+
+
+def _reads(as_of: datetime | None) -> _Reads:
+    if as_of is None:
+        return _NOW
+    # The *_at views hold one row per entity already; version 0 lets _latest_rows keep it.
+    return _Reads(
+        roots=f"SELECT digest, root FROM {relation('digest_roots', as_of)} WHERE digest IN {{ds:Array(String)}}",
+        platforms=(
+            f"SELECT DISTINCT linked_digest FROM {relation('links', as_of)} "
+            "WHERE digest IN {ds:Array(String)} AND relation = 'platform'"
+        ),
+        storage=(
+            "SELECT digest, registry_url, repository, path, status, lowerUTF8(registry) AS registry, registry_host, "
+            f"toUInt128(0) AS version FROM {relation('storage', as_of)} WHERE digest IN {{ds:Array(String)}}"
+        ),
+        built=(
+            f"SELECT DISTINCT digest, repository FROM {relation('build_subjects', as_of)} "
+            "WHERE digest IN {ds:Array(String)} AND repository != ''"
+        ),
+        # alerts_at for a few subjects: the same rows, read from the history by its sort key.
+        alerts=(
+            "SELECT key AS subject, alert_key, alert_scope AS scope, alert_repository AS repository, "
+            "alert_vulnerability_id AS vulnerability_id, alert_severity AS severity, alert_cvss AS cvss, "
+            "alert_epss AS epss, alert_state AS state, alert_tool AS tool, alert_package AS package, "
+            "alert_title AS title, event_time AS updated_at, event_id, version FROM events "
+            "WHERE key IN {subjects:Array(String)} AND kind = 'alert' AND event_time <= {as_of:DateTime64(6, 'UTC')} "
+            "ORDER BY version DESC LIMIT 1 BY key, alert_key"
+        ),
+    )
 
 
 def _latest_rows(
@@ -483,27 +524,33 @@ def _latest_rows(
     return list(best.values())
 
 
-def _roots(warehouse: Warehouse, digests: Iterable[str]) -> dict[str, str]:
+def _roots(warehouse: Warehouse, digests: Iterable[str], as_of: datetime | None) -> dict[str, str]:
     wanted = sorted(set(digests))
     if not wanted:
         return {}
-    found = {str(d): str(r) for d, r in warehouse.query(_ROOTS_OF, {"ds": wanted}).result_rows}
+    found = {
+        str(d): str(r)
+        for d, r in warehouse.query(_reads(as_of).roots, {"ds": wanted, **as_of_parameters(as_of)}).result_rows
+    }
     return {d: found.get(d) or d for d in wanted}
 
 
 def _contexts(
-    warehouse: Warehouse, by_family: dict[str, list[tuple[str, list[str]]]], member_roots: dict[str, str]
+    warehouse: Warehouse,
+    by_family: dict[str, list[tuple[str, list[str]]]],
+    member_roots: dict[str, str],
+    as_of: datetime | None,
 ) -> tuple[dict[str, FamilyContext], dict[str, set[str]]]:
     """The ranking context of each family, and the families built from each build repository."""
-    members = sorted(member_roots)
+    parameters = {"ds": sorted(member_roots), **as_of_parameters(as_of)}
     storage: dict[str, list[tuple[str, str]]] = {}
     location = ("digest", "registry_url", "repository", "path")
-    for row in _latest_rows(warehouse, _ACTIVE_STORAGE_OF, {"ds": members}, location):
+    for row in _latest_rows(warehouse, _reads(as_of).storage, parameters, location):
         if row["status"] == "active":
             storage.setdefault(member_roots[row["digest"]], []).append((row["registry"], str(row["registry_host"])))
     built: dict[str, set[str]] = {}
     family_repositories: dict[str, set[str]] = {}
-    for digest, repository in warehouse.query(_BUILT_FROM, {"ds": members}).result_rows:
+    for digest, repository in warehouse.query(_reads(as_of).built, parameters).result_rows:
         built.setdefault(str(repository), set()).add(member_roots[str(digest)])
         family_repositories.setdefault(member_roots[str(digest)], set()).add(str(repository))
     contexts = {
@@ -517,19 +564,29 @@ def _contexts(
     return contexts, built
 
 
-def _rank_deployed_now(warehouse: Warehouse, expr: Node, *, limit: int, offset: int) -> tuple[int, list[RankedAlert]]:
-    deployed = deployed_now(warehouse)
+def _rank_deployed(
+    warehouse: Warehouse, expr: Node, as_of: datetime | None, *, limit: int, offset: int
+) -> tuple[int, list[RankedAlert]]:
+    deployed = deployed_now(warehouse) if as_of is None else compute_deployed(warehouse, as_of)
     if not deployed:
         return 0, []
     by_family: dict[str, list[tuple[str, list[str]]]] = {}
     for row in deployed:
         by_family.setdefault(row.root, []).append((row.environment, row.runtime_risks))
-    platforms = [str(r[0]) for r in warehouse.query(_PLATFORMS_OF, {"ds": sorted(by_family)}).result_rows]
-    member_roots = _roots(warehouse, [*by_family, *platforms])
-    contexts, built = _contexts(warehouse, by_family, member_roots)
+    platforms = [
+        str(r[0])
+        for r in warehouse.query(
+            _reads(as_of).platforms, {"ds": sorted(by_family), **as_of_parameters(as_of)}
+        ).result_rows
+    ]
+    member_roots = _roots(warehouse, [*by_family, *platforms], as_of)
+    contexts, built = _contexts(warehouse, by_family, member_roots, as_of)
     repo_subjects = {"repo:" + r for r in built}
     alerts = _latest_rows(
-        warehouse, _ALERTS_OF, {"subjects": sorted({*member_roots, *repo_subjects})}, ("subject", "alert_key")
+        warehouse,
+        _reads(as_of).alerts,
+        {"subjects": sorted({*member_roots, *repo_subjects}), **as_of_parameters(as_of)},
+        ("subject", "alert_key"),
     )
     matched: list[dict[str, Any]] = []
     for alert in alerts:

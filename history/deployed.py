@@ -12,16 +12,17 @@ Call :func:`refresh_deployed_now` after each successful insert batch (the ClickH
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final, NamedTuple
 
-from history.client import Warehouse
+from history.client import Warehouse, as_of_parameters, relation
 
 _STAMP: Final = "SELECT sum(rows), sum(hash) FROM deployment_change_state"
 _DEPLOYED: Final = """
 SELECT d.digest, lowerUTF8(d.logical_environment), CAST(d.runtime_risks, 'Array(String)'),
     if(r.root = '', d.digest, r.root)
-FROM deployments_current AS d
-LEFT JOIN digest_roots_current AS r ON r.digest = d.digest
+FROM {deployments} AS d
+LEFT JOIN {roots} AS r ON r.digest = d.digest
 SETTINGS join_use_nulls = 0
 """
 # Any snapshot taken under the current stamp will do: they were computed from the same deployment history.
@@ -46,9 +47,18 @@ def _stamp(warehouse: Warehouse) -> tuple[int, int]:
     return int(rows or 0), int(digest or 0)
 
 
+def compute_deployed(warehouse: Warehouse, as_of: datetime | None) -> list[Deployed]:
+    """Every row of deployments_current (or deployments_at) with its family root, from the views."""
+    sql = _DEPLOYED.format(deployments=relation("deployments", as_of), roots=relation("digest_roots", as_of))
+    return [
+        Deployed(str(d), str(e), list(r), str(root))
+        for d, e, r, root in warehouse.query(sql, as_of_parameters(as_of)).result_rows
+    ]
+
+
 def compute_deployed_now(warehouse: Warehouse) -> list[Deployed]:
     """Every row of deployments_current with its family root, from the views (the slow, always-right way)."""
-    return [Deployed(str(d), str(e), list(r), str(root)) for d, e, r, root in warehouse.query(_DEPLOYED).result_rows]
+    return compute_deployed(warehouse, None)
 
 
 def deployed_now(warehouse: Warehouse) -> list[Deployed]:

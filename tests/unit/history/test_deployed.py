@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
-from history.alerts import search_alerts
+import pytest
+
+from history.alert_filter import compile_filter
+from history.alerts import rank, search_alerts
 from history.client import Warehouse
 from history.deployed import compute_deployed_now, deployed_now, refresh_deployed_now
 from history.rows import insert_events
@@ -58,3 +62,25 @@ def test_answers_are_the_same_with_and_without_a_snapshot(warehouse: Warehouse) 
     without = {q: search_alerts(warehouse, q, limit=100) for q in QUERIES}
     refresh_deployed_now(warehouse)
     assert {q: search_alerts(warehouse, q, limit=100) for q in QUERIES} == without
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "has:deployment",
+        "has:deployment runtime-risk:internet-exposed",
+        "has:deployment (runtime-risk:sensitive-data OR severity:critical)",
+        "environment:prod -is:open",
+        "environment:staging as-of:2025-03-03T09:30:00Z",
+        "has:deployment as-of:2025-03-03T10:00:00Z",
+        "has:deployment repo:acme/payments-api artifact-registry:jfrog-artifactory",
+    ],
+)
+def test_the_composed_deployed_scope_ranks_as_the_sql_context_does(warehouse: Warehouse, query: str) -> None:
+    _load(warehouse, Triage().events)
+    compiled = compile_filter(query)
+    assert compiled.requires_deployment
+    composed = rank(warehouse, compiled, limit=100)
+    # Without the parsed predicate, rank takes the SQL path (context_sql, deployed scope).
+    assert composed == rank(warehouse, replace(compiled, expr=None), limit=100)
+    assert composed[1][1:] == rank(warehouse, compiled, limit=99, offset=1)[1]
