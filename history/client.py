@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -204,6 +204,41 @@ def _correctness_settings(client: Client) -> dict[str, str]:
     return {name: value for name, value in wanted.items() if name in known}
 
 
+# Backslash before each character ClickHouse needs escaped inside a quoted literal: the same rule as
+# clickhouse-connect's escape_str (backslash, quote, backquote, tab, newline), by str.translate.
+_ESCAPES: Final = str.maketrans({c: "\\" + c for c in ("\\", "'", "`", "\t", "\n")})
+# Below this many elements clickhouse-connect's own formatting costs nothing worth saving.
+_FAST_ARRAY_MIN: Final = 32
+
+
+class StringArray:
+    """A list of strings bound as an ``Array(String)`` parameter, formatted in one pass.
+
+    clickhouse-connect formats a bound list element by element and each string character by character
+    (a generator per character): a 16,000-digest parameter costs ~0.5 s of Python on this machine. This
+    gives the same text (``['a', 'b\\'c']``) by str.translate. clickhouse-connect binds an object it does not
+    know by ``str(value)``, on the HTTP and chDB backends alike.
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self._text = "[" + ", ".join("'" + v.translate(_ESCAPES) + "'" for v in values) + "]"
+
+    def __str__(self) -> str:
+        return self._text
+
+
+def _bindable(parameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not parameters:
+        return None
+    out = dict(parameters)
+    for name, value in out.items():
+        if isinstance(value, list) and len(value) >= _FAST_ARRAY_MIN and all(isinstance(v, str) for v in value):
+            out[name] = StringArray(value)
+    return out
+
+
 def _redact(dsn: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", dsn)
 
@@ -282,7 +317,7 @@ class Warehouse:
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
         """Run a SELECT. Values go in ``parameters`` and are bound server-side ({name:Type})."""
         try:
-            return self._client.query(sql, parameters=dict(parameters) if parameters else None)
+            return self._client.query(sql, parameters=_bindable(parameters))
         except ClickHouseError as ex:
             raise WarehouseError(str(ex)) from ex
 
