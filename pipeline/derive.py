@@ -14,20 +14,24 @@ Protocol (origin -> target: payload; origin_version counts exactly the inputs of
   version = events merged by ``repo:X``.
 - ``run-build``: ``run:X/N`` -> each run-member, ``builds`` = the run's builds (one per attempt);
   version = events merged by ``run:X/N``.
-- ``slot-holder``: ``slot:...`` -> each slot-member, ``slot_end`` = the holder, and what ended that
-  member's latest deployment (another digest: superseded; a slot-keyed decommission);
-  version = events merged by the slot + the origin versions of its slot-member snapshots.
+- ``slot-holder``: ``slot:...`` -> each slot-member whose latest deployment there has ended, ``slot_end``
+  = what ended it (another digest: superseded; a slot-keyed decommission); no version (0): verdicts are
+  ordered by themselves (``pipeline.state.verdict_order``), and one is sent only when it moves. The
+  receiver drops a verdict about an older deployment than its own latest (``pipeline.merge._current``).
 - ``linked-context``: digest -> each digest it is linked to (own link events, or a peer that named the
   link), ``link`` = the link; an index adds its own ``deployments`` and its slots' verdicts
-  (``slot_ends``), a platform its own digest-level ``alerts``;
-  version = events merged by the digest + the origin versions of its slot-holder snapshots.
+  (``slot_ends``), a platform its own digest-level ``alerts``; version = events merged by the digest.
+  It is re-sent when the version or one of the verdicts moves; the receiver keeps the greatest verdict
+  per slot.
 
 Why it converges whatever the order, with any duplicates:
 
-- The receiver keeps one snapshot per (origin_key, kind): the highest origin_version (``pipeline.merge``).
-- Each origin_version counts the inputs its payload is computed from, so along an origin's history an
-  unchanged version means an unchanged payload, and a sender's last message to a target is its final one.
-  ``derived_from`` therefore sends a message exactly when a (target, kind) is new or its version moved.
+- The receiver keeps one snapshot per (origin_key, kind): the highest origin_version, and for verdicts
+  the greatest by ``verdict_order`` (``pipeline.merge``).
+- Each origin_version counts the inputs its payload is computed from, and a verdict only moves up its
+  order, so along an origin's history an unchanged version and verdicts mean an unchanged payload, and a
+  sender's last message to a target is its final one. ``derived_from`` therefore sends a message exactly
+  when a (target, kind) is new or its version or verdicts moved.
 - Payloads carry only the origin's own facts and the verdicts of its slots, never what it inherited
   through ``linked-context``, ``repo-alerts`` or ``run-build``. The inputs form no cycle (digest -> slot
   -> digest -> linked digest ends there), so the exchange stops, and every state ends as the join of its
@@ -36,8 +40,10 @@ Why it converges whatever the order, with any duplicates:
   a new target (a digest that joins a repository, a platform that learns its index) gets the current
   payload at once.
 
-Cost to keep in mind: a repository or slot sends to every member whenever its version moves (one
-repository alert update reaches every digest built from it).
+Cost to keep in mind: a repository sends to every member whenever its version moves (one repository
+alert update reaches every digest built from it). A slot sends to a member only when that member's
+verdict moves (about twice per release: deployed, then superseded), not on every change in the slot: with
+releases succeeding each other, per-change verdicts to every past member made the exchange quadratic.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from pipeline.state import (
     key_role,
     run_key,
     state_fingerprint,
+    verdict_order,
 )
 
 Target = tuple[str, DerivedKind]
@@ -86,15 +93,15 @@ def derived_from(before: LinkedArtifactState, after: LinkedArtifactState) -> lis
     build = _Messages(after)
     return [
         build(target=target, kind=kind, version=version)
-        for (target, kind), version in sorted(_plan(after).items())
-        if old.get((target, kind)) != version
+        for (target, kind), (version, token) in sorted(_plan(after).items())
+        if old.get((target, kind)) != (version, token)
     ]
 
 
 def outgoing(state: LinkedArtifactState) -> list[Derived]:
     """Every message this state stands behind now (a full resend, e.g. after restoring a state)."""
     build = _Messages(state)
-    return [build(target=t, kind=k, version=v) for (t, k), v in sorted(_plan(state).items())]
+    return [build(target=t, kind=k, version=v) for (t, k), (v, _) in sorted(_plan(state).items())]
 
 
 def _snapshots(state: LinkedArtifactState, kind: DerivedKind) -> list[Derived]:
@@ -105,35 +112,58 @@ def _own_version(state: LinkedArtifactState) -> int:
     return len(state.event_ids)
 
 
-def _linked_context_version(state: LinkedArtifactState) -> int:
-    return _own_version(state) + sum(d.origin_version for d in _snapshots(state, "slot-holder"))
+def _verdict_token(verdict: SlotEnd | None) -> tuple[Any, ...]:
+    return verdict_order(verdict)
 
 
-def _slot_holder_version(state: LinkedArtifactState) -> int:
-    return _own_version(state) + sum(d.origin_version for d in _snapshots(state, "slot-member"))
+# What a plan names per message: its origin_version, and a token that moves exactly when its payload does.
+Plan = dict[Target, tuple[int, Any]]
 
 
-def _plan(state: LinkedArtifactState) -> dict[Target, int]:
-    """(target, kind) -> origin_version of every message this state stands behind."""
-    plan: dict[Target, int] = {}
+def _plan(state: LinkedArtifactState) -> Plan:
+    """(target, kind) -> (origin_version, token) of every message this state stands behind."""
+    plan: Plan = {}
     role = key_role(state.key)
+    own = _own_version(state)
     if role == "digest":
-        version = _linked_context_version(state)
-        for peer in _linked_peers(state):
-            plan[(peer, "linked-context")] = version
+        peers = _linked_peers(state)
+        if peers:
+            ends = tuple(
+                (d.slot_end.slot, _verdict_token(d.slot_end))
+                for d in _snapshots(state, "slot-holder")
+                if d.slot_end is not None
+            )
+            for peer in peers:
+                plan[(peer, "linked-context")] = (own, ends)
         for build in state.builds:
             if build.repository:
-                plan[(repo_key(build.repository), "repo-member")] = 1
+                plan[(repo_key(build.repository), "repo-member")] = (1, None)
                 if build.workflow_run_id is not None:
-                    plan[(run_key(build.repository, build.workflow_run_id), "run-member")] = 1
+                    plan[(run_key(build.repository, build.workflow_run_id), "run-member")] = (1, None)
         for deployment in state.deployments:
-            plan[(deployment.slot, "slot-member")] = len(deployment.history)
-    answer_version = _slot_holder_version(state) if role == "slot" else _own_version(state)
+            plan[(deployment.slot, "slot-member")] = (len(deployment.history), None)
+    plan.update(_replies(state, role, own))
+    return {target: entry for target, entry in plan.items() if target[0] != state.key}
+
+
+def _replies(state: LinkedArtifactState, role: str, own: int) -> Plan:
+    """What a repository, run or slot key answers its members."""
+    plan: Plan = {}
+    verdicts: dict[str, SlotEnd] | None = None
     for snapshot in state.inherited:
         reply = _MEMBER_REPLY.get(snapshot.kind)
-        if reply is not None and reply[0] == role:
-            plan[(snapshot.origin_key, reply[1])] = answer_version
-    return {target: version for target, version in plan.items() if target[0] != state.key}
+        if reply is None or reply[0] != role:
+            continue
+        if reply[1] == "slot-holder":
+            if verdicts is None:
+                verdicts = slot_verdicts(state)
+            verdict = verdicts.get(snapshot.origin_key)
+            # Only an end is news: without one the member's own history already says it is deployed.
+            if verdict is not None and verdict.end is not None:
+                plan[(snapshot.origin_key, "slot-holder")] = (0, _verdict_token(verdict))
+        else:
+            plan[(snapshot.origin_key, reply[1])] = (own, None)
+    return plan
 
 
 def _linked_peers(state: LinkedArtifactState) -> set[str]:
@@ -201,20 +231,14 @@ class _Messages:
 
 
 def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
-    """For a slot's state: for each member digest, who holds the slot and what ended the member's deployment.
+    """For a slot's state: for each member digest, what ended the member's latest deployment.
 
-    The holder is the member with the latest deployed change. A member's deployment ends at the first change
+    A member's deployment ends at the first change
     after its own latest deployed change that is either another digest deployed into the slot (superseded)
     or a slot-keyed decommission (slot-decommissioned).
     """
     members = {d.origin_key: d.history for d in _snapshots(state, "slot-member")}
-    slot_ends = [
-        change.stamp
-        for record in state.deployments
-        if record.slot == state.key
-        for change in record.history
-        if change.status == "decommissioned"
-    ]
+    slot_ends = _slot_decommissions(state)
     deployed = sorted(
         (
             (c.stamp.order, digest, c.stamp)
@@ -229,8 +253,6 @@ def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
         key=lambda item: (item[0], item[1]),
     )
     orders = [item[0] for item in enders]
-    holder = deployed[-1] if deployed else None
-    active = holder is not None and not _ended_after(holder[2], members[holder[1]], slot_ends)
     verdicts: dict[str, SlotEnd] = {}
     for member, history in members.items():
         latest = _latest_deployed(history)
@@ -244,16 +266,36 @@ def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
                 reason = "superseded" if by else "slot-decommissioned"
                 ended_by = by or None
         verdicts[member] = SlotEnd(
-            slot=state.key,
-            member_latest=latest,
-            holder_digest=holder[1] if holder else None,
-            holder_since=holder[2] if holder else None,
-            slot_active=active,
-            end=end,
-            end_reason=reason,
-            ended_by=ended_by,
+            slot=state.key, member_latest=latest, end=end, end_reason=reason, ended_by=ended_by
         )
     return verdicts
+
+
+def slot_holder(state: LinkedArtifactState) -> SlotEnd:
+    """For a slot's state: the member with the latest deployed change, and whether it is still deployed."""
+    members = {d.origin_key: d.history for d in _snapshots(state, "slot-member")}
+    slot_ends = _slot_decommissions(state)
+    deployed = [
+        (c.stamp.order, digest, c.stamp)
+        for digest, history in members.items()
+        for c in history
+        if c.status == "deployed"
+    ]
+    if not deployed:
+        return SlotEnd(slot=state.key)
+    _, digest, since = max(deployed, key=lambda item: (item[0], item[1]))
+    active = not _ended_after(since, members[digest], slot_ends)
+    return SlotEnd(slot=state.key, holder_digest=digest, holder_since=since, slot_active=active)
+
+
+def _slot_decommissions(state: LinkedArtifactState) -> list[Stamp]:
+    return [
+        change.stamp
+        for record in state.deployments
+        if record.slot == state.key
+        for change in record.history
+        if change.status == "decommissioned"
+    ]
 
 
 def _latest_deployed(history: Iterable[StatusChange]) -> Stamp | None:
@@ -557,14 +599,11 @@ def _linked_view(state: LinkedArtifactState) -> list[dict[str, Any]]:
 
 
 def _slot_view(state: LinkedArtifactState) -> dict[str, Any]:
-    verdicts = slot_verdicts(state)
-    any_verdict = next(iter(verdicts.values()), None)
+    holder = slot_holder(state)
     return {
-        "holder_digest": any_verdict.holder_digest if any_verdict else None,
-        "holder_since": _time(any_verdict.holder_since.at)
-        if any_verdict and any_verdict.holder_since
-        else None,
-        "active": any_verdict.slot_active if any_verdict else False,
+        "holder_digest": holder.holder_digest,
+        "holder_since": _time(holder.holder_since.at) if holder.holder_since else None,
+        "active": holder.slot_active,
     }
 
 
@@ -574,5 +613,6 @@ __all__ = [
     "effective_end",
     "linked_view",
     "outgoing",
+    "slot_holder",
     "slot_verdicts",
 ]

@@ -42,12 +42,15 @@ from pipeline.state import (
     MergeError,
     Record,
     RiskAssertion,
+    SlotEnd,
     Stamp,
     StatusChange,
     StorageLocation,
     TagObservation,
     canonical_json,
+    group_stamps,
     utc,
+    verdict_order,
 )
 
 T = TypeVar("T")
@@ -86,7 +89,10 @@ def join(a: LinkedArtifactState, b: LinkedArtifactState) -> LinkedArtifactState:
     if a.key != b.key:
         raise MergeError(f"key: cannot join states of {a.key!r} and {b.key!r}", field="key")
     event_ids = _union_sorted(a.event_ids, b.event_ids)
+    deployments = _join_keyed(a.deployments, b.deployments, key=lambda r: r.slot, join=_join_deployment)
     inherited = _join_keyed(a.inherited, b.inherited, key=_snapshot_key, join=_join_snapshot)
+    if b.inherited or b.deployments:
+        inherited = [d for d in inherited if d.kind != "slot-holder" or _current(d.slot_end, deployments)]
     # Every part is already a validated model: construct without validating the whole state again.
     return LinkedArtifactState.model_construct(
         key=a.key,
@@ -94,7 +100,7 @@ def join(a: LinkedArtifactState, b: LinkedArtifactState) -> LinkedArtifactState:
         event_ids=event_ids,
         storage=_join_keyed(a.storage, b.storage, key=location_identity, join=_join_location),
         builds=_join_keyed(a.builds, b.builds, key=lambda r: r.build_key, join=_join_build),
-        deployments=_join_keyed(a.deployments, b.deployments, key=lambda r: r.slot, join=_join_deployment),
+        deployments=deployments,
         alerts=_join_keyed(a.alerts, b.alerts, key=lambda r: r.alert_key, join=_join_alert),
         links=_join_keyed(a.links, b.links, key=link_identity, join=_join_link),
         inherited=inherited,
@@ -169,7 +175,7 @@ def _registers(record_type: type[Record], values: dict[str, Any], stamp: Stamp) 
             continue
         out[name] = value
         stamps[name] = stamp
-    out["stamps"] = dict(sorted(stamps.items()))  # sorted like a joined record: one canonical form
+    out["register_stamps"] = group_stamps(stamps)
     return out
 
 
@@ -284,7 +290,7 @@ def _alert(event: ArtifactEvent, body: AlertBody, at: datetime) -> AlertRecord:
         last_seen=at,
         sources=[event.source],
         **values,
-        stamps=dict.fromkeys(sorted(k for k, v in values.items() if v is not None), stamp),
+        register_stamps=group_stamps(dict.fromkeys((k for k, v in values.items() if v is not None), stamp)),
     )
 
 
@@ -350,8 +356,9 @@ def _wins(stamp_a: Stamp, value_a: Any, stamp_b: Stamp, value_b: Any) -> bool:
 def _join_registers(a: Record, b: Record) -> dict[str, Any]:
     update: dict[str, Any] = {}
     stamps: dict[str, Stamp] = {}
+    stamps_a, stamps_b = a.field_stamps(), b.field_stamps()
     for name in type(a).LWW_FIELDS:
-        stamp_a, stamp_b = a.stamps.get(name), b.stamps.get(name)
+        stamp_a, stamp_b = stamps_a.get(name), stamps_b.get(name)
         value_a, value_b = getattr(a, name), getattr(b, name)
         if stamp_b is None or (stamp_a is not None and _wins(stamp_a, value_a, stamp_b, value_b)):
             winner, value = stamp_a, value_a
@@ -360,7 +367,7 @@ def _join_registers(a: Record, b: Record) -> dict[str, Any]:
         update[name] = value
         if winner is not None:
             stamps[name] = winner
-    update["stamps"] = dict(sorted(stamps.items()))
+    update["register_stamps"] = group_stamps(stamps)
     update["sources"] = sorted(set(a.sources) | set(b.sources))
     return update
 
@@ -448,10 +455,46 @@ def _snapshot_key(derived: Derived) -> tuple[str, str]:
 
 
 def _join_snapshot(a: Derived, b: Derived) -> Derived:
-    """Keep the snapshot with the higher origin version (equal versions carry equal payloads by construction;
-    the canonical comparison only keeps the choice symmetric if a sender ever broke that)."""
-    if a.origin_version != b.origin_version:
-        return a if a.origin_version > b.origin_version else b
+    """Keep the newer snapshot of one origin's payload.
+
+    A higher origin version is newer (equal versions carry equal payloads by construction; the canonical
+    comparison only keeps the choice symmetric if a sender ever broke that). Slot verdicts carry no
+    version: the greater by ``verdict_order`` is the newer, both as a ``slot-holder`` payload and inside
+    ``linked-context``, where an index re-sends them under the same version when only they moved.
+    """
     if a == b:
         return a
-    return a if canonical_json(a) >= canonical_json(b) else b
+    if a.kind == "slot-holder":
+        return a if verdict_order(a.slot_end) >= verdict_order(b.slot_end) else b
+    if a.origin_version != b.origin_version:
+        newer = a if a.origin_version > b.origin_version else b
+    elif a.slot_ends != b.slot_ends and a.model_copy(update={"slot_ends": b.slot_ends}) == b:
+        newer = a  # only the verdicts differ: joined below
+    else:
+        newer = a if canonical_json(a) >= canonical_json(b) else b
+    if a.kind != "linked-context" or a.slot_ends == b.slot_ends:
+        return newer
+    ends: dict[str, SlotEnd] = {end.slot: end for end in a.slot_ends}
+    for end in b.slot_ends:
+        current = ends.get(end.slot)
+        if current is None or verdict_order(end) > verdict_order(current):
+            ends[end.slot] = end
+    joined = [ends[slot] for slot in sorted(ends) if _current(ends[slot], newer.deployments)]
+    return newer.model_copy(update={"slot_ends": joined})
+
+
+def _current(verdict: SlotEnd | None, deployments: list[DeploymentRecord]) -> bool:
+    """Does a slot's verdict still speak about the member's latest deployment there?
+
+    Only verdicts with an end are sent, about the member's latest deployed change as the slot knew it. Once
+    the member's own history has a later one, that verdict is stale, and so is every verdict about an
+    older change: dropping them (rather than keeping whichever arrived) keeps the state order-free, and
+    the slot sends a verdict about the newer change if something ends it too.
+    """
+    if verdict is None or verdict.end is None or verdict.member_latest is None:
+        return False
+    for record in deployments:
+        if record.slot == verdict.slot:
+            latest = max((c.stamp.order for c in record.history if c.status == "deployed"), default=None)
+            return latest is None or verdict.member_latest.order >= latest
+    return True

@@ -44,10 +44,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from linked_artifacts.errors import LinkedArtifactsError
 
@@ -110,17 +110,52 @@ class Stamp(_Frozen):
         return (self.at, self.rank, self.event_id)
 
 
+class StampedFields(_Frozen):
+    """The register fields one contribution won. Grouped by stamp: one event usually wins them all, and a
+    stamp per field made the stamps most of a state's bytes (changelog, enriched topic, derived messages)."""
+
+    stamp: Stamp = Field(description="Rank of the contribution.")
+    fields: list[str] = Field(description="Register fields whose value it gave (sorted).")
+
+
 class Record(_Frozen):
     """Base of every record: last-writer-wins registers plus the sources that contributed."""
 
-    # Field names that are last-writer-wins registers; each non-empty one has its winning stamp in `stamps`.
+    # Field names that are last-writer-wins registers; each non-empty one has its winning stamp in
+    # `register_stamps`.
     LWW_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     sources: list[str] = Field(default_factory=list, description="Sources that contributed (sorted).")
-    stamps: dict[str, Stamp] = Field(
-        default_factory=dict,
-        description="For each register field, the stamp of the contribution that won it.",
+    register_stamps: list[StampedFields] = Field(
+        default_factory=list,
+        description="Which contribution won each register field, grouped by stamp (sorted by stamp order).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stamps_per_field(cls, data: Any) -> Any:
+        # States written before the grouping kept one stamp per field under `stamps`; read them as groups.
+        if isinstance(data, dict) and isinstance(data.get("stamps"), dict):
+            data = dict(data)
+            data["register_stamps"] = group_stamps(
+                {name: Stamp.model_validate(stamp) for name, stamp in data.pop("stamps").items()}
+            )
+        return data
+
+    def field_stamps(self) -> dict[str, Stamp]:
+        """Register field -> the stamp that won it."""
+        return {name: group.stamp for group in self.register_stamps for name in group.fields}
+
+
+def group_stamps(stamps: dict[str, Stamp]) -> list[StampedFields]:
+    """The canonical grouped form of field -> stamp: one group per stamp, sorted by stamp order."""
+    groups: dict[tuple[datetime, int, str], tuple[Stamp, list[str]]] = {}
+    for name, stamp in stamps.items():
+        groups.setdefault(stamp.order, (stamp, []))[1].append(name)
+    return [
+        StampedFields.model_construct(stamp=stamp, fields=sorted(names))
+        for _, (stamp, names) in sorted(groups.items(), key=lambda item: item[0])
+    ]
 
 
 class TagObservation(_Frozen):
@@ -339,7 +374,14 @@ class LinkRecord(_Frozen):
 
 
 class SlotEnd(_Frozen):
-    """What a slot's key tells one member digest: who holds the slot, and what ended the member there."""
+    """What a slot's key tells one member digest: what ended the member's latest deployment there.
+
+    Along a slot's history a member's verdict only moves up ``verdict_order``: its latest deployed change
+    only gets later, and for one latest change the first change that ends it only gets earlier (a late
+    event in between) or appears. So the receiver keeps the greatest verdict it got, in any order. The
+    holder fields are the slot's own view (``linked_view`` of the slot); member verdicts leave them empty,
+    else every new holder would re-send every member's verdict.
+    """
 
     slot: str = Field(description="The slot key.")
     member_latest: Stamp | None = Field(
@@ -356,10 +398,32 @@ class SlotEnd(_Frozen):
     ended_by: str | None = Field(default=None, description="Digest that took the slot, when superseded.")
 
 
+def verdict_order(verdict: SlotEnd | None) -> tuple[int, tuple[Any, ...], int, tuple[Any, ...]]:
+    """Sort key of a member's verdicts along a slot's history (see ``SlotEnd``): the greatest is the newest.
+
+    The latest deployed change ascending, then no end before any end, then the earlier end first.
+    """
+    if verdict is None:
+        return (0, (), 0, ())
+    latest = (1, verdict.member_latest.order) if verdict.member_latest is not None else (0, ())
+    if verdict.end is None:
+        return (latest[0], latest[1], 0, ())
+    end_at, end_rank, end_id = verdict.end.order
+    # Earlier ends rank higher: negate the time and the rank, and invert the event id's characters.
+    inverted_id = tuple(-ord(ch) for ch in end_id) + (1,)
+    micros = (end_at - _EPOCH) // _MICROSECOND
+    return (latest[0], latest[1], 1, (-micros, -end_rank, inverted_id))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 class Derived(_Frozen):
     """A fact one key sends another (the processor is partitioned by key). See ``pipeline.derive``.
 
-    The receiver keeps one snapshot per (origin_key, kind), replaced only by a higher origin_version.
+    The receiver keeps one snapshot per (origin_key, kind), replaced only by a newer one: a higher
+    origin_version, or for slot verdicts a greater ``verdict_order``.
     """
 
     target_key: str = Field(description="Key whose state receives it.")

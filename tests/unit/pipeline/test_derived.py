@@ -206,6 +206,32 @@ def test_messages_are_sent_only_when_a_target_is_new_or_its_payload_moved() -> N
     assert {(m.kind, m.target_key) for m in outgoing(after)} == set(sent)
 
 
+def test_a_slot_sends_a_member_its_verdict_only_when_the_verdict_moves() -> None:
+    # Releases succeed each other in one slot, each re-observed by the runtime. Every change in the slot
+    # used to re-send a verdict to every past member (quadratic in the releases); now a member hears once,
+    # when it is superseded, and nothing about the releases after that.
+    releases = [f"sha256:{n:064x}" for n in range(1, 9)]
+    events = [
+        f.deployment(f"r{n}-{seen}", digest, n * 10 + seen)
+        for n, digest in enumerate(releases)
+        for seen in range(3)
+    ]
+    router = f.Router()
+    pending: list[ArtifactEvent | Derived] = list(events)
+    verdicts: dict[str, list[Derived]] = {}
+    while pending:
+        for message in router.deliver(pending.pop(0)):
+            if message.kind == "slot-holder":
+                verdicts.setdefault(message.target_key, []).append(message)
+            pending.append(message)
+    # One verdict per superseded release; none for the holder (its own history says it is deployed).
+    assert {digest: len(sent) for digest, sent in verdicts.items()} == {d: 1 for d in releases[:-1]}
+    first = verdicts[releases[0]][-1].slot_end
+    assert first is not None and (first.ended_by, first.end_reason) == (releases[1], "superseded")
+    assert (first.holder_digest, first.slot_active) == (None, False)  # the holder is the slot's own view
+    assert f.run_system(events, random.Random(3)) == router.states
+
+
 def test_derived_messages_round_trip_through_json() -> None:
     states = f.run_system([f.deployment("dep", f.INDEX, 1), f.link("link", f.INDEX, platform_digest=f.AMD64)])
     for message in outgoing(states[f.INDEX]):

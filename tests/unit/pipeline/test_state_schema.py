@@ -39,4 +39,5 @@ def test_rich_state_round_trips_through_avro_and_json() -> None:
         buffer.seek(0)
         assert LinkedArtifactState.model_validate(fastavro.schemaless_reader(buffer, schema, schema)) == state
         assert LinkedArtifactState.model_validate_json(state.model_dump_json()) == state
-    assert {key for key, state in states.items() if state.inherited} >= {f.INDEX, f.AMD64, f.OTHER}
+    assert {key for key, state in states.items() if state.inherited} >= {f.INDEX, f.AMD64}
+    assert {d.kind for d in states[f.INDEX].inherited} >= {"slot-holder", "run-build"}  # superseded by OTHER

@@ -1,0 +1,159 @@
+"""CPU cost of the worker's own work per event, without Kafka: decode, merge, derive, encode.
+
+    .venv/bin/python -m bench.worker_cpu [--events 50000] [--batch 2000] [--profile]
+
+The same workload as ``bench.pipeline_e2e`` (Grype reports and CloudEvents deployment batches across
+releases that succeed each other in their slots), parsed by the connectors' own parsers and Avro-framed,
+is fed in batches through ``pipeline.processor.Processor`` with an in-memory table, the way
+``pipeline.worker.Linker.handle`` does it: states serialised for the changelog, digests' states
+Avro-encoded for the enriched topic, and derived messages fed back in (as the derived topic would) until
+nothing more is sent. No broker, no sink: this is the ceiling the worker's Python sets, and where its time
+goes (``--profile`` prints the top functions).
+
+Figures: events/s of CPU time for the whole exchange, derived messages per event, state writes and enriched
+records per event, and the mean size of a state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+from collections import deque
+from typing import Any
+
+import fastavro
+
+from bench._payloads import BatchPlan, Signer, batch_workload
+from bench.webhook_ingest import parse_locally
+from linked_artifacts import avro_schema
+from linked_artifacts.avro import AvroCodec
+from linked_artifacts.events import ArtifactEvent
+from pipeline.derive import outgoing
+from pipeline.processor import Processor, Record
+from pipeline.state import LinkedArtifactState, key_role
+
+EVENTS = "bench.events"
+DERIVED = "bench.derived"
+
+
+class _LocalRegistry:
+    """Schema ids without a registry: the codec only needs an id per subject and the writer schema back."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[int, Any] = {}
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        schema_id = len(self.schemas) + 1
+        self.schemas[schema_id] = fastavro.parse_schema(schema)
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> Any:
+        return self.schemas[schema_id]
+
+
+def canonical_events(events: int, seed: int) -> list[ArtifactEvent]:
+    tokens = {name: "t" for name in ("scans_token", "cloudevents_token")}
+    requests, _ = batch_workload(Signer(tokens), "cpu", BatchPlan(events=events), seed=seed)
+    return [event for unit in parse_locally(requests) for event in unit]
+
+
+def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
+    registry: Any = _LocalRegistry()
+    codec = AvroCodec(registry, subject="e", schema_name="artifact_event", model=ArtifactEvent)
+    enriched = AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState)
+    processor = Processor(events_topic=EVENTS, derived_topic=DERIVED, codec=codec)
+    partitions = 4
+    queue: deque[Record] = deque(
+        Record(EVENTS, hash(e.key) % partitions, i, e.key.encode(), codec.encode(e)) for i, e in enumerate(events)
+    )
+    table: dict[str, bytes] = {}
+    cache: dict[str, LinkedArtifactState] = {}
+    refreshed: set[str] = set()
+    counts = {"records": 0, "derived": 0, "writes": 0, "enriched": 0, "state_bytes": 0, "batches": 0}
+    kinds: dict[str, int] = {}
+
+    def lookup(key: str) -> LinkedArtifactState | None:
+        if key in cache:
+            return cache[key]
+        data = table.get(key)
+        return None if data is None else LinkedArtifactState.model_validate_json(data)
+
+    started = time.process_time()
+    offset = len(events)
+    while queue:
+        records = [queue.popleft() for _ in range(min(batch, len(queue)))]
+        counts["records"] += len(records)
+        counts["batches"] += 1
+        result = processor.process(records, lookup)
+        derived = list(result.derived)
+        for key, (_, state) in result.states.items():
+            data = state.model_dump_json().encode()
+            table[key] = data
+            cache[key] = state
+            counts["writes"] += 1
+            counts["state_bytes"] += len(data)
+        for key, (_, state) in result.touched.items():
+            first = key not in refreshed
+            if first:
+                refreshed.add(key)
+                derived = [d for d in derived if d.origin_key != key] + outgoing(state)
+            if key_role(key) == "digest" and (first or key in result.states):
+                enriched.encode(state)
+                counts["enriched"] += 1
+        for message in derived:
+            offset += 1
+            queue.append(
+                Record(
+                    DERIVED,
+                    hash(message.target_key) % partitions,
+                    offset,
+                    message.target_key.encode(),
+                    message.model_dump_json().encode(),
+                )
+            )
+            counts["derived"] += 1
+            kinds[message.kind] = kinds.get(message.kind, 0) + 1
+    cpu = time.process_time() - started
+    return {"cpu_seconds": cpu, "events": len(events), **counts, "kinds": kinds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000, help="canonical events (default 50000)")
+    parser.add_argument("--batch", type=int, default=2_000, help="records per batch, as BATCH_MAX (2000)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="print the 30 costliest functions")
+    args = parser.parse_args()
+    avro_schema.load("artifact_event")
+    print(f"parsing {args.events:,} events with the connectors' parsers ...", flush=True)
+    events = canonical_events(args.events, args.seed)
+    print(f"feeding {len(events):,} events in batches of {args.batch:,} ...", flush=True)
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    figures = run(events, args.batch)
+    if profiler:
+        profiler.disable()
+    n = figures["events"]
+    print(
+        f"{n:,} events, {figures['records']:,} records ({figures['derived']:,} derived, "
+        f"{figures['derived'] / n:.2f}/event) in {figures['batches']:,} batches: "
+        f"{figures['cpu_seconds']:.1f} s CPU = {n / figures['cpu_seconds']:,.0f} events/s of worker CPU"
+    )
+    print(
+        f"state writes {figures['writes']:,} ({figures['writes'] / n:.2f}/event), mean state "
+        f"{figures['state_bytes'] / max(figures['writes'], 1) / 1024:.1f} KiB; enriched records "
+        f"{figures['enriched']:,} ({figures['enriched'] / n:.2f}/event)"
+    )
+    print("derived by kind: " + ", ".join(f"{kind} {count:,}" for kind, count in sorted(figures["kinds"].items())))
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
