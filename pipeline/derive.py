@@ -16,7 +16,7 @@ Protocol (origin -> target: payload; origin_version counts exactly the inputs of
   version = events merged by ``run:X/N``.
 - ``slot-holder``: ``slot:...`` -> each slot-member whose latest deployment there has ended, ``slot_end``
   = what ended it (another digest: superseded; a slot-keyed decommission); no version (0): verdicts are
-  ordered by themselves (``pipeline.state.verdict_order``), and one is sent only when it moves. The
+  ordered by themselves (``pipeline.state.newer_verdict``), and one is sent only when it moves. The
   receiver drops a verdict about an older deployment than its own latest (``pipeline.merge._current``).
 - ``linked-context``: digest -> each digest it is linked to (own link events, or a peer that named the
   link), ``link`` = the link; an index adds its own ``deployments`` and its slots' verdicts
@@ -27,7 +27,7 @@ Protocol (origin -> target: payload; origin_version counts exactly the inputs of
 Why it converges whatever the order, with any duplicates:
 
 - The receiver keeps one snapshot per (origin_key, kind): the highest origin_version, and for verdicts
-  the greatest by ``verdict_order`` (``pipeline.merge``).
+  the newest by ``newer_verdict`` (``pipeline.merge``).
 - Each origin_version counts the inputs its payload is computed from, and a verdict only moves up its
   order, so along an origin's history an unchanged version and verdicts mean an unchanged payload, and a
   sender's last message to a target is its final one. ``derived_from`` therefore sends a message exactly
@@ -71,7 +71,6 @@ from pipeline.state import (
     key_role,
     run_key,
     state_fingerprint,
-    verdict_order,
 )
 
 Target = tuple[str, DerivedKind]
@@ -113,7 +112,10 @@ def _own_version(state: LinkedArtifactState) -> int:
 
 
 def _verdict_token(verdict: SlotEnd | None) -> tuple[Any, ...]:
-    return verdict_order(verdict)
+    if verdict is None:
+        return ()
+    latest = verdict.member_latest.order if verdict.member_latest is not None else None
+    return (latest, verdict.end.order if verdict.end is not None else None)
 
 
 # What a plan names per message: its origin_version, and a token that moves exactly when its payload does.

@@ -49,8 +49,8 @@ from pipeline.state import (
     TagObservation,
     canonical_json,
     group_stamps,
+    newer_verdict,
     utc,
-    verdict_order,
 )
 
 T = TypeVar("T")
@@ -459,13 +459,13 @@ def _join_snapshot(a: Derived, b: Derived) -> Derived:
 
     A higher origin version is newer (equal versions carry equal payloads by construction; the canonical
     comparison only keeps the choice symmetric if a sender ever broke that). Slot verdicts carry no
-    version: the greater by ``verdict_order`` is the newer, both as a ``slot-holder`` payload and inside
+    version: ``newer_verdict`` says which is newer, both as a ``slot-holder`` payload and inside
     ``linked-context``, where an index re-sends them under the same version when only they moved.
     """
     if a == b:
         return a
     if a.kind == "slot-holder":
-        return a if verdict_order(a.slot_end) >= verdict_order(b.slot_end) else b
+        return a if newer_verdict(a.slot_end, b.slot_end) is a.slot_end else b
     if a.origin_version != b.origin_version:
         newer = a if a.origin_version > b.origin_version else b
     elif a.slot_ends != b.slot_ends and a.model_copy(update={"slot_ends": b.slot_ends}) == b:
@@ -477,8 +477,7 @@ def _join_snapshot(a: Derived, b: Derived) -> Derived:
     ends: dict[str, SlotEnd] = {end.slot: end for end in a.slot_ends}
     for end in b.slot_ends:
         current = ends.get(end.slot)
-        if current is None or verdict_order(end) > verdict_order(current):
-            ends[end.slot] = end
+        ends[end.slot] = end if current is None else newer_verdict(current, end) or end
     joined = [ends[slot] for slot in sorted(ends) if _current(ends[slot], newer.deployments)]
     return newer.model_copy(update={"slot_ends": joined})
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -376,7 +376,7 @@ class LinkRecord(_Frozen):
 class SlotEnd(_Frozen):
     """What a slot's key tells one member digest: what ended the member's latest deployment there.
 
-    Along a slot's history a member's verdict only moves up ``verdict_order``: its latest deployed change
+    Along a slot's history a member's verdict only gets newer (``newer_verdict``): its latest deployed change
     only gets later, and for one latest change the first change that ends it only gets earlier (a late
     event in between) or appears. So the receiver keeps the greatest verdict it got, in any order. The
     holder fields are the slot's own view (``linked_view`` of the slot); member verdicts leave them empty,
@@ -398,32 +398,27 @@ class SlotEnd(_Frozen):
     ended_by: str | None = Field(default=None, description="Digest that took the slot, when superseded.")
 
 
-def verdict_order(verdict: SlotEnd | None) -> tuple[int, tuple[Any, ...], int, tuple[Any, ...]]:
-    """Sort key of a member's verdicts along a slot's history (see ``SlotEnd``): the greatest is the newest.
-
-    The latest deployed change ascending, then no end before any end, then the earlier end first.
-    """
-    if verdict is None:
-        return (0, (), 0, ())
-    latest = (1, verdict.member_latest.order) if verdict.member_latest is not None else (0, ())
-    if verdict.end is None:
-        return (latest[0], latest[1], 0, ())
-    end_at, end_rank, end_id = verdict.end.order
-    # Earlier ends rank higher: negate the time and the rank, and invert the event id's characters.
-    inverted_id = tuple(-ord(ch) for ch in end_id) + (1,)
-    micros = (end_at - _EPOCH) // _MICROSECOND
-    return (latest[0], latest[1], 1, (-micros, -end_rank, inverted_id))
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+def newer_verdict(a: SlotEnd | None, b: SlotEnd | None) -> SlotEnd | None:
+    """The newer of two verdicts for one member of one slot (see ``SlotEnd``): the later latest deployed
+    change; for the same one, an end over none, and the earlier end. Equal rank means an equal payload."""
+    if a is None or b is None:
+        return a if b is None else b
+    latest_a = a.member_latest.order if a.member_latest is not None else None
+    latest_b = b.member_latest.order if b.member_latest is not None else None
+    if latest_a != latest_b:
+        if latest_a is None or latest_b is None:
+            return a if latest_b is None else b
+        return a if latest_a > latest_b else b
+    if a.end is None or b.end is None:
+        return a if b.end is None else b
+    return a if a.end.order <= b.end.order else b
 
 
 class Derived(_Frozen):
     """A fact one key sends another (the processor is partitioned by key). See ``pipeline.derive``.
 
     The receiver keeps one snapshot per (origin_key, kind), replaced only by a newer one: a higher
-    origin_version, or for slot verdicts a greater ``verdict_order``.
+    origin_version, or for slot verdicts a newer one (``newer_verdict``).
     """
 
     target_key: str = Field(description="Key whose state receives it.")
