@@ -32,6 +32,7 @@ from linked_artifacts import avro_schema
 from linked_artifacts.avro import AvroCodec
 from linked_artifacts.events import ArtifactEvent
 from pipeline.derive import outgoing
+from pipeline.enriched import StateEncoder
 from pipeline.processor import Processor, Record
 from pipeline.state import LinkedArtifactState, key_role
 
@@ -63,7 +64,7 @@ def canonical_events(events: int, seed: int) -> list[ArtifactEvent]:
 def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
     registry: Any = _LocalRegistry()
     codec = AvroCodec(registry, subject="e", schema_name="artifact_event", model=ArtifactEvent)
-    enriched = AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState)
+    enriched = StateEncoder(AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState))
     processor = Processor(events_topic=EVENTS, derived_topic=DERIVED, codec=codec)
     partitions = 4
     queue: deque[Record] = deque(
@@ -117,7 +118,8 @@ def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
             counts["derived"] += 1
             kinds[message.kind] = kinds.get(message.kind, 0) + 1
     cpu = time.process_time() - started
-    return {"cpu_seconds": cpu, "events": len(events), **counts, "kinds": kinds}
+    hit_rate = enriched.hits / max(enriched.hits + enriched.misses, 1)
+    return {"cpu_seconds": cpu, "events": len(events), **counts, "kinds": kinds, "hit_rate": hit_rate}
 
 
 def main() -> None:
@@ -146,7 +148,8 @@ def main() -> None:
     print(
         f"state writes {figures['writes']:,} ({figures['writes'] / n:.2f}/event), mean state "
         f"{figures['state_bytes'] / max(figures['writes'], 1) / 1024:.1f} KiB; enriched records "
-        f"{figures['enriched']:,} ({figures['enriched'] / n:.2f}/event)"
+        f"{figures['enriched']:,} ({figures['enriched'] / n:.2f}/event, "
+        f"{figures['hit_rate']:.0%} of their records spliced from the cache)"
     )
     print("derived by kind: " + ", ".join(f"{kind} {count:,}" for kind, count in sorted(figures["kinds"].items())))
     if profiler:

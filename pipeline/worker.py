@@ -26,6 +26,7 @@ from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import Settings
 from pipeline.derive import outgoing
+from pipeline.enriched import StateEncoder
 from pipeline.processor import BatchResult, Processor, Record
 from pipeline.state import LinkedArtifactState, key_role
 
@@ -57,6 +58,8 @@ class Linker:
             schema_name="linked_artifact",
             model=LinkedArtifactState,
         )
+        # Splices the bytes of unchanged records: the same bytes as enriched_codec.encode, much cheaper.
+        self.enriched_encoder = StateEncoder(self.enriched_codec)
         self.dead_codec = AvroCodec(
             registry,
             subject=bootstrap.subject_for(settings, "dead_letter"),
@@ -130,7 +133,7 @@ class Linker:
                 self.refreshed.add(key)
                 derived = [d for d in derived if d.origin_key != key] + outgoing(state)
             if key_role(key) == "digest" and (first_touch or key in result.states):
-                await self.enriched.send(key=key.encode(), value=self.enriched_codec.encode(state))
+                await self.enriched.send(key=key.encode(), value=self.enriched_encoder.encode(state))
                 self.published += 1
         for message in derived:
             await self.derived.send(key=message.target_key.encode(), value=message.model_dump_json().encode())
