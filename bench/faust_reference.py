@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import resource
 import signal
@@ -40,7 +39,7 @@ from typing import Any, Literal
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from linked_artifacts import bootstrap, topics
+from linked_artifacts import bootstrap, log, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent
 from linked_artifacts.settings import Settings, load_settings
@@ -100,10 +99,19 @@ class Progress:
         done = self.last_write = time.time()
         first = self.first if self.first is not None else done
         result = {
-            "mode": self.mode, "app_id": self.app_id, "finished": finished, "events": self.events,
-            "expect": self.expect, "derived_in": self.derived_in, "derived_out": self.derived_out,
-            "batches": self.batches, "process_started": self.started, "first_record": first, "done": done,
-            "startup_seconds": first - self.started, "consume_seconds": done - first,
+            "mode": self.mode,
+            "app_id": self.app_id,
+            "finished": finished,
+            "events": self.events,
+            "expect": self.expect,
+            "derived_in": self.derived_in,
+            "derived_out": self.derived_out,
+            "batches": self.batches,
+            "process_started": self.started,
+            "first_record": first,
+            "done": done,
+            "startup_seconds": first - self.started,
+            "consume_seconds": done - first,
             "cpu_seconds": _cpu() - self.first_cpu,
             "events_per_s": self.events / (done - first) if done > first else None,
         }
@@ -115,11 +123,19 @@ class Progress:
 def _faust_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
     # The worker's own Faust settings (pipeline.worker.create_app), so only the agent body differs.
     return faust.App(
-        app_id, broker=f"kafka://{settings.kafka_servers}", store="memory://", datadir=str(datadir),
-        processing_guarantee="at_least_once", topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor, topic_disable_leader=True,
-        table_standby_replicas=0, consumer_auto_offset_reset="earliest", producer_acks=-1,
-        broker_commit_interval=1.0, web_enabled=False,
+        app_id,
+        broker=f"kafka://{settings.kafka_servers}",
+        store="memory://",
+        datadir=str(datadir),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        web_enabled=False,
     )
 
 
@@ -138,13 +154,17 @@ def count_app(settings: Settings, progress: Progress, datadir: Path) -> faust.Ap
 def naive_app(settings: Settings, progress: Progress, datadir: Path) -> faust.App:
     app = _faust_app(settings, progress.app_id, datadir)
     source = app.topic(topics.events_topic(settings), **RAW)
-    codec = AvroCodec(SchemaRegistry(settings.schema_registry_url),
-                      subject=bootstrap.subject_for(settings, "artifact_event"), schema_name="artifact_event",
-                      model=ArtifactEvent)
+    codec = AvroCodec(
+        SchemaRegistry(settings.schema_registry_url),
+        subject=bootstrap.subject_for(settings, "artifact_event"),
+        schema_name="artifact_event",
+        model=ArtifactEvent,
+    )
     # bytes keys and values: Faust picks its raw codec for them. The value is what the worker stores (the
     # state's canonical JSON), so both pay the same (de)serialisation.
-    table = app.Table("naive-state", default=None, partitions=settings.topic_partitions, key_type=bytes,
-                      value_type=bytes)
+    table = app.Table(
+        "naive-state", default=None, partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+    )
 
     @app.agent(source, name="naive-join")
     async def join(stream: Any) -> None:
@@ -164,9 +184,17 @@ async def _create_topics(settings: Settings, names: list[str]) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        await admin.create_topics([
-            NewTopic(name=n, num_partitions=settings.topic_partitions,
-                     replication_factor=settings.topic_replication_factor) for n in names if n not in existing])
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name=n,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                )
+                for n in names
+                if n not in existing
+            ]
+        )
     finally:
         await admin.close()
 
@@ -180,8 +208,9 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
     topics.enriched_topic = lambda _settings: enriched  # type: ignore[assignment]
     from pipeline.worker import create_app
 
-    app, linker = create_app(settings.model_copy(update={"worker_id": progress.app_id, "data_dir": datadir}),
-                             with_sink=False, with_api=False)
+    app, linker = create_app(
+        settings.model_copy(update={"worker_id": progress.app_id, "data_dir": datadir}), with_sink=False, with_api=False
+    )
     handle = linker.handle
     events_topic = topics.events_topic(settings)
 
@@ -203,8 +232,10 @@ def main() -> None:
     parser.add_argument("--datadir", type=Path, required=True, help="Faust's data directory (throw-away)")
     parser.add_argument("--result", type=Path, required=True, help="where to write the result JSON")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
     settings = load_settings()
+    # As the worker does: library loggers at WARNING. faust.Worker leaves the root logger at DEBUG, and
+    # aiokafka's per-send debug records alone cost ~5% of a reference's CPU.
+    log.configure(settings, process=f"bench-{args.mode}")
     args.datadir.mkdir(parents=True, exist_ok=True)
     progress = Progress(mode=args.mode, app_id=args.app_id, expect=args.expect, result=args.result)
     builders = {"count": count_app, "naive": naive_app, "replay": replay_app}

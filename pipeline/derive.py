@@ -232,7 +232,26 @@ class _Messages:
 # --- the slot's verdicts ---------------------------------------------------------------------------------
 
 
+# The verdicts of recent slot states: a batch plans the state it read (the last batch's result) and the
+# state it writes, so each slot state's verdicts are otherwise computed twice. Keyed by identity; the entry
+# holds the state, so the id is not reused while cached.
+_VERDICTS: dict[int, tuple[LinkedArtifactState, dict[str, SlotEnd]]] = {}
+_VERDICTS_KEPT = 2_048
+
+
 def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
+    """``_slot_verdicts``, remembered for the most recent slot states (the result is read-only)."""
+    cached = _VERDICTS.get(id(state))
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    verdicts = _slot_verdicts(state)
+    if len(_VERDICTS) >= _VERDICTS_KEPT:
+        _VERDICTS.clear()
+    _VERDICTS[id(state)] = (state, verdicts)
+    return verdicts
+
+
+def _slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
     """For a slot's state: for each member digest, what ended the member's latest deployment.
 
     A member's deployment ends at the first change

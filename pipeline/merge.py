@@ -50,6 +50,7 @@ from pipeline.state import (
     canonical_json,
     group_stamps,
     newer_verdict,
+    one_group,
     utc,
 )
 
@@ -168,14 +169,12 @@ def event_delta(event: ArtifactEvent) -> LinkedArtifactState:
 def _registers(record_type: type[Record], values: dict[str, Any], stamp: Stamp) -> dict[str, Any]:
     """Register fields of one contribution: every non-empty value is stamped with the event's stamp."""
     out: dict[str, Any] = {}
-    stamps: dict[str, Stamp] = {}
     for name in record_type.LWW_FIELDS:
         value = values.get(name)
         if value is None or value == {} or value == []:
             continue
         out[name] = value
-        stamps[name] = stamp
-    out["register_stamps"] = group_stamps(stamps)
+    out["register_stamps"] = one_group(out, stamp)
     return out
 
 
@@ -290,7 +289,7 @@ def _alert(event: ArtifactEvent, body: AlertBody, at: datetime) -> AlertRecord:
         last_seen=at,
         sources=[event.source],
         **values,
-        register_stamps=group_stamps(dict.fromkeys((k for k, v in values.items() if v is not None), stamp)),
+        register_stamps=one_group([k for k, v in values.items() if v is not None], stamp),
     )
 
 

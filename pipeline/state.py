@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -145,6 +146,12 @@ class Record(_Frozen):
     def field_stamps(self) -> dict[str, Stamp]:
         """Register field -> the stamp that won it."""
         return {name: group.stamp for group in self.register_stamps for name in group.fields}
+
+
+def one_group(fields: Iterable[str], stamp: Stamp) -> list[StampedFields]:
+    """``group_stamps`` of fields that one contribution all won (an event's own record)."""
+    names = sorted(fields)
+    return [StampedFields.model_construct(stamp=stamp, fields=names)] if names else []
 
 
 def group_stamps(stamps: dict[str, Stamp]) -> list[StampedFields]:
