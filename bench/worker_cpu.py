@@ -1,6 +1,6 @@
 """CPU cost of the worker's own work per event, without Kafka: decode, merge, derive, encode.
 
-    .venv/bin/python -m bench.worker_cpu [--events 50000] [--batch 2000] [--profile]
+    .venv/bin/python -m bench.worker_cpu [--events 50000] [--batch 5000] [--profile]
 
 The same workload as ``bench.pipeline_e2e`` (Grype reports and CloudEvents deployment batches across
 releases that succeed each other in their slots), parsed by the connectors' own parsers and Avro-framed,
@@ -35,6 +35,7 @@ from pipeline.derive import outgoing
 from pipeline.enriched import StateEncoder
 from pipeline.processor import Processor, Record
 from pipeline.state import LinkedArtifactState, key_role
+from pipeline.worker import BATCH_MAX
 
 EVENTS = "bench.events"
 DERIVED = "bench.derived"
@@ -125,7 +126,7 @@ def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000, help="canonical events (default 50000)")
-    parser.add_argument("--batch", type=int, default=2_000, help="records per batch, as BATCH_MAX (2000)")
+    parser.add_argument("--batch", type=int, default=BATCH_MAX, help=f"records per batch ({BATCH_MAX}, as the worker)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="print the 30 costliest functions")
     args = parser.parse_args()

@@ -33,8 +33,9 @@ from pipeline.state import LinkedArtifactState, key_role
 log = logging.getLogger(__name__)
 
 # Records per batch: large enough to coalesce hot keys and amortise sends, small enough that a batch
-# finishes well inside Faust's commit interval and the broker's poll interval.
-BATCH_MAX = 2_000
+# finishes in a few seconds, well inside the broker's poll and session timeouts. 5,000 against 2,000 cut
+# state writes per event from 0.96 to 0.62 and raised the worker's CPU rate by ~27% (bench/worker_cpu.py).
+BATCH_MAX = 5_000
 BATCH_WITHIN = 0.25
 
 
