@@ -252,42 +252,38 @@ def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
 
 
 def _slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
-    """For a slot's state: for each member digest, what ended the member's latest deployment.
+    """For a slot's state: for each member digest whose latest deployment there has ended, what ended it.
 
-    A member's deployment ends at the first change
-    after its own latest deployed change that is either another digest deployed into the slot (superseded)
-    or a slot-keyed decommission (slot-decommissioned).
+    A member's deployment ends at the first change after its own latest deployed change that is either
+    another digest deployed into the slot (superseded) or a slot-keyed decommission (slot-decommissioned).
+    A member that still holds its deployment has no verdict (nothing to send, see ``_replies``).
     """
-    members = {d.origin_key: d.history for d in _snapshots(state, "slot-member")}
-    slot_ends = _slot_decommissions(state)
-    deployed = sorted(
-        (
-            (c.stamp.order, digest, c.stamp)
-            for digest, history in members.items()
-            for c in history
-            if c.status == "deployed"
-        ),
-        key=lambda item: (item[0], item[1]),
-    )
-    enders = sorted(
-        [(order, digest, stamp) for order, digest, stamp in deployed] + [(s.order, "", s) for s in slot_ends],
-        key=lambda item: (item[0], item[1]),
-    )
+    enders: list[tuple[tuple[datetime, int, str], str, Stamp]] = [
+        (stamp.order, "", stamp) for stamp in _slot_decommissions(state)
+    ]
+    latest: dict[str, tuple[tuple[datetime, int, str], Stamp]] = {}
+    for snapshot in _snapshots(state, "slot-member"):
+        digest = snapshot.origin_key
+        for change in snapshot.history:
+            if change.status == "deployed":
+                order = change.stamp.order
+                enders.append((order, digest, change.stamp))
+                if digest not in latest or order > latest[digest][0]:
+                    latest[digest] = (order, change.stamp)
+    enders.sort(key=lambda item: (item[0], item[1]))
     orders = [item[0] for item in enders]
     verdicts: dict[str, SlotEnd] = {}
-    for member, history in members.items():
-        latest = _latest_deployed(history)
-        end: Stamp | None = None
-        reason: EndReason | None = None
-        ended_by: str | None = None
-        if latest is not None:
-            position = bisect_right(orders, latest.order)
-            if position < len(enders):
-                _, by, end = enders[position]
-                reason = "superseded" if by else "slot-decommissioned"
-                ended_by = by or None
+    for member, (order, stamp) in latest.items():
+        position = bisect_right(orders, order)
+        if position == len(enders):
+            continue
+        _, by, end = enders[position]
         verdicts[member] = SlotEnd(
-            slot=state.key, member_latest=latest, end=end, end_reason=reason, ended_by=ended_by
+            slot=state.key,
+            member_latest=stamp,
+            end=end,
+            end_reason="superseded" if by else "slot-decommissioned",
+            ended_by=by or None,
         )
     return verdicts
 
