@@ -31,11 +31,10 @@ from bench.webhook_ingest import parse_locally
 from linked_artifacts import avro_schema
 from linked_artifacts.avro import AvroCodec
 from linked_artifacts.events import ArtifactEvent
-from pipeline.derive import outgoing
 from pipeline.enriched import StateEncoder
-from pipeline.processor import Processor, Record
+from pipeline.processor import Processor, Record, exchange
 from pipeline.state import LinkedArtifactState, key_role
-from pipeline.worker import BATCH_MAX
+from pipeline.worker import BATCH_MAX, LOCAL_ROUNDS_MAX
 
 EVENTS = "bench.events"
 DERIVED = "bench.derived"
@@ -62,7 +61,7 @@ def canonical_events(events: int, seed: int) -> list[ArtifactEvent]:
     return [event for unit in parse_locally(requests) for event in unit]
 
 
-def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
+def run(events: list[ArtifactEvent], batch: int, *, local: bool) -> dict[str, Any]:
     registry: Any = _LocalRegistry()
     codec = AvroCodec(registry, subject="e", schema_name="artifact_event", model=ArtifactEvent)
     enriched = StateEncoder(AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState))
@@ -74,7 +73,7 @@ def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
     table: dict[str, bytes] = {}
     cache: dict[str, LinkedArtifactState] = {}
     refreshed: set[str] = set()
-    counts = {"records": 0, "derived": 0, "writes": 0, "enriched": 0, "state_bytes": 0, "batches": 0}
+    counts = {"records": 0, "derived": 0, "local": 0, "writes": 0, "enriched": 0, "state_bytes": 0, "batches": 0}
     kinds: dict[str, int] = {}
 
     def lookup(key: str) -> LinkedArtifactState | None:
@@ -83,29 +82,39 @@ def run(events: list[ArtifactEvent], batch: int) -> dict[str, Any]:
         data = table.get(key)
         return None if data is None else LinkedArtifactState.model_validate_json(data)
 
+    def remember(key: str, state: LinkedArtifactState) -> None:
+        cache[key] = state
+
+    def local_partition(key: str) -> int | None:
+        # One worker owns every partition: with --exchange local every message stays in the process.
+        return hash(key) % partitions if local else None
+
     started = time.process_time()
     offset = len(events)
     while queue:
         records = [queue.popleft() for _ in range(min(batch, len(queue)))]
         counts["records"] += len(records)
         counts["batches"] += 1
-        result = processor.process(records, lookup)
-        derived = list(result.derived)
-        for key, (_, state) in result.states.items():
+        outcome = exchange(
+            processor,
+            processor.process(records, lookup),
+            lookup,
+            remember=remember,
+            refreshed=refreshed,
+            local_partition=local_partition,
+            max_rounds=LOCAL_ROUNDS_MAX,
+        )
+        counts["local"] += outcome.applied_locally
+        for key, (_, state) in outcome.changed.items():
             data = state.model_dump_json().encode()
             table[key] = data
-            cache[key] = state
             counts["writes"] += 1
             counts["state_bytes"] += len(data)
-        for key, (_, state) in result.touched.items():
-            first = key not in refreshed
-            if first:
-                refreshed.add(key)
-                derived = [d for d in derived if d.origin_key != key] + outgoing(state)
-            if key_role(key) == "digest" and (first or key in result.states):
+        for key, (_, state) in outcome.touched.items():
+            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh):
                 enriched.encode(state)
                 counts["enriched"] += 1
-        for message in derived:
+        for message in outcome.remote:
             offset += 1
             queue.append(
                 Record(
@@ -128,6 +137,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000, help="canonical events (default 50000)")
     parser.add_argument("--batch", type=int, default=BATCH_MAX, help=f"records per batch ({BATCH_MAX}, as the worker)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--exchange",
+        choices=["local", "topic"],
+        default="local",
+        help="local: one worker owning every key applies derived messages in-process, as the worker does "
+        "(default); topic: every derived message makes a trip through the (simulated) derived topic",
+    )
     parser.add_argument("--profile", action="store_true", help="print the 30 costliest functions")
     args = parser.parse_args()
     avro_schema.load("artifact_event")
@@ -137,13 +153,14 @@ def main() -> None:
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    figures = run(events, args.batch)
+    figures = run(events, args.batch, local=args.exchange == "local")
     if profiler:
         profiler.disable()
     n = figures["events"]
     print(
-        f"{n:,} events, {figures['records']:,} records ({figures['derived']:,} derived, "
-        f"{figures['derived'] / n:.2f}/event) in {figures['batches']:,} batches: "
+        f"{n:,} events, {figures['records']:,} records ({figures['derived']:,} derived through the topic, "
+        f"{figures['derived'] / n:.2f}/event; {figures['local']:,} applied in-process, "
+        f"{figures['local'] / n:.2f}/event) in {figures['batches']:,} batches: "
         f"{figures['cpu_seconds']:.1f} s CPU = {n / figures['cpu_seconds']:,.0f} events/s of worker CPU"
     )
     print(
@@ -152,7 +169,10 @@ def main() -> None:
         f"{figures['enriched']:,} ({figures['enriched'] / n:.2f}/event, "
         f"{figures['hit_rate']:.0%} of their records spliced from the cache)"
     )
-    print("derived by kind: " + ", ".join(f"{kind} {count:,}" for kind, count in sorted(figures["kinds"].items())))
+    print(
+        "derived through the topic by kind: "
+        + ", ".join(f"{kind} {count:,}" for kind, count in sorted(figures["kinds"].items()))
+    )
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)

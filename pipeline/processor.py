@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from linked_artifacts.avro import AvroCodec, DecodeError
 from linked_artifacts.events import ArtifactEvent
-from pipeline.derive import derived_from
+from pipeline.derive import derived_from, outgoing
 from pipeline.merge import event_delta, join
 from pipeline.state import Derived, LinkedArtifactState, MergeError, changed, empty_state
 
@@ -72,37 +72,58 @@ class Processor:
         return self.codec.decode(record.value)
 
     def process(self, records: list[Record], lookup: StateLookup) -> BatchResult:
+        """Decode the records and fold them into their states; poison records are set aside."""
         result = BatchResult()
-        # Deltas of a key are joined with each other first and into the (large) stored state once: the
-        # join is associative and commutative, so this equals merging record by record, at a fraction
-        # of the cost for hot keys.
-        deltas: dict[str, LinkedArtifactState] = {}
-        partitions: dict[str, int] = {}
+        entries: list[_Entry] = []
         for record in records:
             try:
                 item = self.decode(record)
-                key = item.key if isinstance(item, ArtifactEvent) else item.target_key
+                key = _key(item)
                 if record.key is not None and record.key.decode(errors="replace") != key:
                     raise MergeError(f"record key {record.key[:80]!r} differs from the event's key {key!r}")
-                delta = _delta(item)
-                deltas[key] = join(deltas[key], delta) if key in deltas else delta
-                if isinstance(item, ArtifactEvent):
-                    result.events += 1
-                else:
-                    result.derived_in += 1
-                partitions[key] = record.partition
+                # The delta is where the merge's rules refuse an event: inside the poison guard.
+                entries.append((key, _delta(item), record.partition, isinstance(item, ArtifactEvent)))
             except (DecodeError, MergeError, ValueError) as exc:
                 code = getattr(exc, "code", "invalid")
                 log.warning("poison record %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
                 result.poison.append(Poison(record, str(exc), code))
-        for key, delta in deltas.items():
-            before = lookup(key) or empty_state(key)
-            after = join(before, delta)
-            result.touched[key] = (partitions[key], after)
-            if changed(before, after):
-                result.states[key] = (partitions[key], after)
-                result.derived.extend(derived_from(before, after))
-        return result
+        return _fold(entries, lookup, result)
+
+    def process_messages(self, messages: list[tuple[Derived, int]], lookup: StateLookup) -> BatchResult:
+        """Fold derived messages produced here (each with its target's partition) into their states."""
+        entries = [(m.target_key, _delta(m), partition, False) for m, partition in messages]
+        return _fold(entries, lookup, BatchResult())
+
+
+# key, the one-item state, the key's partition, and whether it is an event (else a derived message)
+_Entry = tuple[str, LinkedArtifactState, int, bool]
+
+
+def _fold(entries: list[_Entry], lookup: StateLookup, result: BatchResult) -> BatchResult:
+    # Deltas of a key are joined with each other first and into the (large) stored state once: the join
+    # is associative and commutative, so this equals merging record by record, at a fraction of the cost
+    # for hot keys.
+    deltas: dict[str, LinkedArtifactState] = {}
+    partitions: dict[str, int] = {}
+    for key, delta, partition, is_event in entries:
+        deltas[key] = join(deltas[key], delta) if key in deltas else delta
+        partitions[key] = partition
+        if is_event:
+            result.events += 1
+        else:
+            result.derived_in += 1
+    for key, delta in deltas.items():
+        before = lookup(key) or empty_state(key)
+        after = join(before, delta)
+        result.touched[key] = (partitions[key], after)
+        if changed(before, after):
+            result.states[key] = (partitions[key], after)
+            result.derived.extend(derived_from(before, after))
+    return result
+
+
+def _key(item: ArtifactEvent | Derived) -> str:
+    return item.key if isinstance(item, ArtifactEvent) else item.target_key
 
 
 def _delta(item: ArtifactEvent | Derived) -> LinkedArtifactState:
@@ -114,3 +135,65 @@ def _delta(item: ArtifactEvent | Derived) -> LinkedArtifactState:
 
 def now() -> datetime:
     return datetime.now(tz=UTC)
+
+
+@dataclass
+class Outcome:
+    """What a batch, with the derived messages it set off among the keys owned here, leaves to write and send."""
+
+    changed: dict[str, tuple[int, LinkedArtifactState]] = field(default_factory=dict)
+    touched: dict[str, tuple[int, LinkedArtifactState]] = field(default_factory=dict)
+    fresh: set[str] = field(default_factory=set)  # keys touched for the first time since assignment
+    remote: list[Derived] = field(default_factory=list)  # messages for keys another worker owns
+    applied_locally: int = 0
+
+
+def exchange(
+    processor: Processor,
+    batch: BatchResult,
+    lookup: StateLookup,
+    *,
+    remember: Callable[[str, LinkedArtifactState], None],
+    refreshed: set[str],
+    local_partition: Callable[[str], int | None],
+    max_rounds: int,
+) -> Outcome:
+    """Apply a batch's derived messages to the keys owned here at once, round after round, and collect the
+    rest for the derived topic.
+
+    A message to a key owned here would come back to this very worker through the topic; applying it
+    directly saves a produce and a consume per message, and the state it changes is written and published
+    once with the batch's other changes. The exchange always ends (``pipeline.derive``); ``max_rounds``
+    only sends the rest through the topic if a chain ever ran long. ``remember`` makes a new state visible
+    to ``lookup`` for the next round.
+    """
+    outcome = Outcome()
+    result = batch
+    for rounds in range(1, max_rounds + 1):
+        outcome.changed.update(result.states)
+        outcome.touched.update(result.touched)
+        for key, (_, state) in result.states.items():
+            remember(key, state)
+        derived = list(result.derived)
+        for key, (_, state) in result.touched.items():
+            # After a crash, records past the last commit are replayed. Their changelog write may have
+            # landed while the enriched record or a derived message did not (sends to different partitions
+            # are not atomic), and a replayed record then changes nothing. So the first time a key is
+            # touched after assignment, everything it stands behind is sent again; the receivers are
+            # idempotent (versioned snapshots, last-record-wins topic).
+            if key not in refreshed:
+                refreshed.add(key)
+                outcome.fresh.add(key)
+                derived = [d for d in derived if d.origin_key != key] + outgoing(state)
+        local: list[tuple[Derived, int]] = []
+        for message in derived:
+            partition = local_partition(message.target_key) if rounds < max_rounds else None
+            if partition is None:
+                outcome.remote.append(message)
+            else:
+                local.append((message, partition))
+        if not local:
+            break
+        result = processor.process_messages(local, lookup)
+        outcome.applied_locally += len(local)
+    return outcome

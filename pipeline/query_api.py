@@ -145,6 +145,11 @@ def _metrics_text(ctx: QueryContext) -> str:
     if linker is not None:
         Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
         Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
+        Gauge(
+            "la_worker_derived_applied_locally",
+            "Derived messages applied by this worker to keys it owns, without a trip through the derived topic",
+            registry=registry,
+        ).set(linker.applied_locally)
         owned = Gauge(
             "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
         )

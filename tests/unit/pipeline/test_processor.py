@@ -9,9 +9,9 @@ import fastavro
 from linked_artifacts import avro_schema
 from linked_artifacts.avro import AvroCodec
 from linked_artifacts.events import ArtifactEvent
-from pipeline.processor import Processor, Record
+from pipeline.processor import Processor, Record, exchange
 from pipeline.state import LinkedArtifactState
-from tests.unit.pipeline.factory import AMD64, INDEX, deployment, link, storage
+from tests.unit.pipeline.factory import AMD64, INDEX, OTHER, alert, deployment, link, storage
 
 
 class _OneSchemaRegistry:
@@ -84,8 +84,50 @@ def test_a_record_whose_kafka_key_differs_from_its_event_key_is_poison() -> None
 
 def test_a_link_produces_derived_messages_for_the_other_digest() -> None:
     processor, codec = _processor()
-    result = processor.process(
-        [_record(codec, link("l1", INDEX, platform_digest=AMD64, minute=1), 0)], lambda k: None
-    )
+    result = processor.process([_record(codec, link("l1", INDEX, platform_digest=AMD64, minute=1), 0)], lambda k: None)
     assert AMD64 in {d.target_key for d in result.derived}
     assert isinstance(result.states[INDEX][1], LinkedArtifactState)
+
+
+def _run_batches(events: list[Any], *, local: bool, batch: int) -> tuple[dict[str, LinkedArtifactState], int, int]:
+    """Feed events in batches through ``exchange`` as the worker does; messages for keys another worker
+    owns go round through a simulated derived topic. Returns the states, messages sent through the topic
+    and messages applied in-process."""
+    processor, codec = _processor()
+    states: dict[str, LinkedArtifactState] = {}
+    refreshed: set[str] = set()
+    queue = [_record(codec, e, i) for i, e in enumerate(events)]
+    through_topic = applied = 0
+    while queue:
+        records, queue = queue[:batch], queue[batch:]
+        outcome = exchange(
+            processor,
+            processor.process(records, states.get),
+            states.get,
+            remember=states.__setitem__,
+            refreshed=refreshed,
+            local_partition=(lambda key: 0) if local else (lambda key: None),
+            max_rounds=50,
+        )
+        applied += outcome.applied_locally
+        for message in outcome.remote:
+            through_topic += 1
+            queue.append(Record("derived", 0, -1, message.target_key.encode(), message.model_dump_json().encode()))
+    return states, through_topic, applied
+
+
+def test_messages_for_keys_owned_here_are_applied_in_process_with_the_same_result() -> None:
+    events = [
+        link("l1", INDEX, platform_digest=AMD64, minute=1),
+        deployment("d1", INDEX, minute=2, risks=["internet-exposed"], asserted_by="defender-for-cloud"),
+        deployment("d2", OTHER, minute=3),
+        alert("a1", AMD64, minute=4, cvss=9.8),
+        storage("s1", INDEX, minute=0),
+    ]
+    through_topic, topic_sent, _ = _run_batches(events, local=False, batch=2)
+    in_process, local_sent, applied = _run_batches(events, local=True, batch=2)
+    assert in_process == through_topic
+    assert topic_sent > 0 and local_sent == 0 and applied > 0
+    # The platform sees the index's deployment, ended by OTHER taking the slot; the index sees the alert.
+    assert {d.kind for d in in_process[AMD64].inherited} == {"linked-context"}
+    assert {d.kind for d in in_process[INDEX].inherited} >= {"linked-context", "slot-holder"}
