@@ -215,9 +215,11 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
     events_topic = topics.events_topic(settings)
 
     async def counted(records: list[Record]) -> BatchResult:
+        sent = linker.derived_sent
         result = await handle(records)
         from_events = sum(1 for r in records if r.topic == events_topic)
-        progress.seen(events=from_events, derived_in=len(records) - from_events, derived_out=len(result.derived))
+        # Only messages that went through the derived topic come back in; the rest were applied in-process.
+        progress.seen(events=from_events, derived_in=len(records) - from_events, derived_out=linker.derived_sent - sent)
         return result
 
     linker.handle = counted  # type: ignore[method-assign]

@@ -202,3 +202,9 @@ def slot_key(logical_environment: str, physical_environment: str, cluster: str, 
 def repo_key(repository: str) -> str:
     """Kafka key of repository-level facts (Dependabot and code-scanning alerts)."""
     return "repo:" + repository.lower()
+
+
+def run_key(repository: str, run_id: int) -> str:
+    """Kafka key of a workflow run (workflow_run webhooks name no digest). Lower-cased like ``repo_key``:
+    GitHub owner and repository names ignore case."""
+    return f"run:{repository.lower()}/{run_id}"

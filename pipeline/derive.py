@@ -53,7 +53,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from linked_artifacts.events import repo_key
+from linked_artifacts.events import repo_key, run_key
 from pipeline.merge import join_builds, join_links, link_identity
 from pipeline.state import (
     AlertRecord,
@@ -69,7 +69,6 @@ from pipeline.state import (
     StatusChange,
     StorageLocation,
     key_role,
-    run_key,
     state_fingerprint,
 )
 

@@ -150,6 +150,11 @@ def _metrics_text(ctx: QueryContext) -> str:
             "Derived messages applied by this worker to keys it owns, without a trip through the derived topic",
             registry=registry,
         ).set(linker.applied_locally)
+        Gauge(
+            "la_worker_derived_sent",
+            "Derived messages sent through the derived topic to keys other workers own",
+            registry=registry,
+        ).set(linker.derived_sent)
         owned = Gauge(
             "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
         )

@@ -487,11 +487,6 @@ def key_role(key: str) -> KeyRole:
     return "other"
 
 
-def run_key(repository: str, run_id: int) -> str:
-    """Kafka key of a workflow run (workflow_run webhooks name no digest). Same case rule as ``repo_key``."""
-    return f"run:{repository.lower()}/{run_id}"
-
-
 def state_fingerprint(state: LinkedArtifactState) -> str:
     """sha256 of the canonical JSON of the state: equal states, equal fingerprints."""
     return "sha256:" + hashlib.sha256(canonical_json(state).encode()).hexdigest()

@@ -101,6 +101,7 @@ class Linker:
         self.processed = 0
         self.published = 0
         self.applied_locally = 0
+        self.derived_sent = 0
 
     def lookup(self, key: str) -> LinkedArtifactState | None:
         cached = self.cache.get(key)
@@ -147,6 +148,7 @@ class Linker:
                 self.published += 1
         for message in outcome.remote:
             await self.derived.send(key=message.target_key.encode(), value=message.model_dump_json().encode())
+        self.derived_sent += len(outcome.remote)
         for poison in batch.poison:
             letter = DeadLetter(
                 dead_letter_id=f"{poison.record.topic}:{poison.record.partition}:{poison.record.offset}",

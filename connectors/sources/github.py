@@ -37,9 +37,9 @@ from connectors.base import (
 )
 from connectors.sources.github_alerts import parse_github_alert
 from linked_artifacts.digests import InvalidDigest, normalise_digest
-from linked_artifacts.events import ArtifactEvent, BuildBody, StorageBody
+from linked_artifacts.events import ArtifactEvent, BuildBody, StorageBody, run_key
 
-__all__ = ["parse_github", "repository_from_url", "run_key"]
+__all__ = ["parse_github", "repository_from_url"]
 
 _SOURCE: Literal["github"] = "github"
 _PACKAGE_EVENTS = frozenset({"registry_package", "package"})
@@ -81,12 +81,6 @@ def parse_github(delivery: Delivery, payload: Any) -> ParseResult:
         field="X-GitHub-Event",
         code="unsupported_event",
     )
-
-
-def run_key(repository: str, run_id: int) -> str:
-    """Kafka key of a workflow run. Lower-cased like ``repo_key``: GitHub owner and repository names
-    ignore case."""
-    return f"run:{repository.lower()}/{run_id}"
 
 
 def repository_from_url(url: str) -> str | None:

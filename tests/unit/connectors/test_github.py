@@ -9,7 +9,8 @@ import pytest
 
 from connectors.base import Delivery, InputError, ParseResult
 from connectors.sources import github
-from connectors.sources.github import parse_github, repository_from_url, run_key
+from connectors.sources.github import parse_github, repository_from_url
+from linked_artifacts.events import run_key
 
 PAYLOADS = Path(__file__).parent / "payloads" / "github"
 RECEIVED = datetime(2026, 5, 5, 10, 30, tzinfo=UTC)

@@ -16,11 +16,12 @@ from linked_artifacts.events import (
     Source,
     StorageBody,
     repo_key,
+    run_key,
     slot_key,
 )
 from pipeline.derive import derived_from
 from pipeline.merge import apply_derived, merge
-from pipeline.state import Derived, LinkedArtifactState, empty_state, run_key
+from pipeline.state import Derived, LinkedArtifactState, empty_state
 
 BASE = datetime(2026, 5, 5, 10, 0, tzinfo=UTC)
 INDEX = "sha256:" + "1b" * 32
