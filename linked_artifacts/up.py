@@ -165,11 +165,18 @@ def print_summary(system: System, say: Say, *, total: float, created_secrets: li
     for part in system.parts:
         took = f"  (ready in {part.seconds:.1f}s)" if part.seconds else ""
         say(f"  {part.name.ljust(width)}  {part.where}  [{part.mode}]{took}")
+    # The web pages sit on the query service. The token stays in the secrets file: this output often ends up
+    # in a log, so it names where the token is rather than printing it.
+    say(f"  web pages        http://{_browser_host(s.http_host)}:{s.query_port}/  (sign in with query_token)")
     say(f"  data directory   {s.data_dir.resolve()}")
     say(f"  logs             {(s.data_dir / 'logs').resolve()}")
     note = " (generated now)" if created_secrets else ""
     say(f"  secrets/tokens   {s.secrets_file.resolve()}{note}")
     say(f"started in {total:.1f}s. Press Ctrl-C to stop.")
+
+
+def _browser_host(bind_host: str) -> str:
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host  # noqa: S104 (a comparison, not a bind)
 
 
 def _reap_previous_children(settings: Settings, say: Say) -> None:

@@ -191,6 +191,9 @@ def _wait_rows(up: Up, at_least: int) -> int:
 def test_killed_up_restarts_with_topics_offsets_schemas_and_rows(tmp_path: Path) -> None:
     up = Up(tmp_path)
     up.start()
+    # The summary names where the pages are, and where the token is rather than the token itself.
+    pages = next(line for line in up.output if "web pages" in line)
+    assert f":{up.env['LINKED_ARTIFACTS_QUERY_PORT']}/" in pages and "query_token" in pages and "token=" not in pages
     asyncio.run(_produce(up.bootstrap, "restart-probe"))
     schema = {"type": "record", "name": "Probe", "fields": [{"name": "a", "type": "string"}]}
     schema_id = SchemaRegistry(up.registry).register("restart-probe-value", schema)
