@@ -105,15 +105,19 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
         view: dict[str, Any] = response.json()
         alerts = view["effective"]["alerts"]
         builds = view["builds"]
+        # The aks slot's three changes (deployed, decommissioned, the older deploy delivered last) are all
+        # in: a state published between two batches may otherwise lack the later ones.
+        aks_changes = [len(d["history"]) for d in view["deployments"] if d["slot"] == AKS]
         done = (
             alerts
             and builds
             and builds[0].get("workflow_run", {}).get("status") == "completed"
             and len(view["linked_digests"]) == 2
+            and aks_changes == [3]
         )
         return view if done else None
 
-    view = _wait(settled, what="the index's state to include alerts, the run and both platforms")
+    view = _wait(settled, what="the index's state to include alerts, the run, both platforms and every aks change")
 
     # Storage: Artifactory's list manifest and GHCR's package (GitHub publish + runtime observation) merge
     # into one location each; the redelivered GitHub delivery adds nothing.
@@ -159,9 +163,10 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
             lambda p=platform: (
                 (r := query.get(f"/v1/state/{p}")).status_code == 200
                 and _effective_deployments(r.json()).get(GKE) == (True, "deployed")
+                and [len(d["history"]) for d in r.json()["effective"]["deployments"] if d["slot"] == AKS] == [3]
                 and r.json()
             ),
-            what=f"deployment context on {platform}",
+            what=f"deployment context on {platform}, with every aks change",
         )
         assert _effective_deployments(platform_view)[AKS] == (False, "decommissioned")
 
