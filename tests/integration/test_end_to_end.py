@@ -111,7 +111,7 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
         done = (
             alerts
             and builds
-            and builds[0].get("workflow_run", {}).get("status") == "completed"
+            and (builds[0].get("workflow_run") or {}).get("status") == "completed"  # null until the run arrives
             and len(view["linked_digests"]) == 2
             and aks_changes == [3]
         )
