@@ -155,6 +155,17 @@ def _metrics_text(ctx: QueryContext) -> str:
             "Derived messages sent through the derived topic to keys other workers own",
             registry=registry,
         ).set(linker.derived_sent)
+        Gauge(
+            "la_worker_acks_held_back",
+            "Acknowledgements of records the agent did not handle (dropped in a rebalance or stop), kept from "
+            "the committed offsets so the records are fetched again",
+            registry=registry,
+        ).set(linker.offsets.held_back)
+        Gauge(
+            "la_worker_partitions_rewound",
+            "Partitions without a committed offset rewound to their start after a rebalance",
+            registry=registry,
+        ).set(linker.offsets.rewound)
         owned = Gauge(
             "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
         )

@@ -29,6 +29,7 @@ from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import Settings
 from pipeline.enriched import StateEncoder
+from pipeline.offsets import HandledOffsets
 from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
 from pipeline.state import LinkedArtifactState, key_role
 
@@ -106,6 +107,7 @@ class Linker:
         self.applied_locally = 0
         self.derived_sent = 0
         self._pending: list[Awaitable[Any]] = []
+        self.offsets = HandledOffsets((self.events_topic, self.derived_topic_name))
 
     def lookup(self, key: str) -> LinkedArtifactState | None:
         cached = self.cache.get(key)
@@ -228,6 +230,8 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
                 for e in events
             ]
             await linker.handle(records)
+            # Only now may take_events' acknowledgements of this batch mark it done (pipeline.offsets).
+            linker.offsets.handled(records)
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -236,6 +240,7 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        linker.offsets.install(app.consumer)
         linker.forget()
         linker.assigned = {(tp.topic, tp.partition) for tp in (args[0] if args else ())}
         log.info("assigned partitions: %s", sorted(p for t, p in linker.assigned if t == linker.events_topic))

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,9 +53,7 @@ def _cloudevent_batches(
                         "physical_environment": "r1",
                         "cluster": cluster,
                         "deployment_name": f"svc-{rng.randint(0, 30)}",
-                        "runtime_risks": rng.sample(
-                            ["internet-exposed", "sensitive-data"], rng.randint(0, 2)
-                        ),
+                        "runtime_risks": rng.sample(["internet-exposed", "sensitive-data"], rng.randint(0, 2)),
                     },
                 }
             )
@@ -110,12 +109,15 @@ def _sql(query_url: str, token: str, sql: str) -> list[list[Any]]:
     return rows
 
 
-def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack, tmp_path: Any) -> None:
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_worker_stopped_mid_batch_converges_to_the_crash_free_result(stack: Stack, tmp_path: Any, how: str) -> None:
+    """SIGKILL: no flush, no commit, no goodbye. SIGTERM: Faust stops the agent mid-batch and commits what
+    was acknowledged, so this one catches a batch acknowledged before it was fully handled."""
     settings = stack.settings.model_copy(
         update={
             "data_dir": tmp_path,
-            "topic_prefix": "fault.",
-            "worker_id": "fault-worker",
+            "topic_prefix": f"fault-{how.lower()}.",
+            "worker_id": f"fault-worker-{how.lower()}",
             "connectors_port": free_port(),
             "query_port": free_port(),
             "sink_flush_seconds": 0.3,
@@ -145,9 +147,7 @@ def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack
                 for body, headers in _cloudevent_batches(
                     tokens["cloudevents_token"], batches=10, per_batch=100, seed=round_
                 ):
-                    answers.append(
-                        client.post("/events/cloudevents", content=body, headers=headers).status_code
-                    )
+                    answers.append(client.post("/events/cloudevents", content=body, headers=headers).status_code)
 
     sender = threading.Thread(target=send)
     sender.start()
@@ -156,7 +156,10 @@ def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack
     try:
         while sender.is_alive() or kills < 3:
             time.sleep(rng.uniform(0.5, 3.0))
-            worker.kill()  # SIGKILL: no flush, no commit, no goodbye
+            if how == "SIGKILL":
+                worker.kill()
+            else:
+                worker.stop()
             kills += 1
             worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)
         sender.join()
@@ -175,29 +178,7 @@ def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack
             [len(distinct), len(distinct)]
         ]
 
-        expected = {
-            k: state_fingerprint(s)
-            for k, s in run_system(events, max_steps=10_000_000).items()
-            if key_role(k) == "digest"
-        }
-
-        def published() -> dict[str, str]:
-            codec = AvroCodec(
-                SchemaRegistry(settings.schema_registry_url),
-                subject=bootstrap.subject_for(settings, "linked_artifact"),
-                schema_name="linked_artifact",
-                model=LinkedArtifactState,
-            )
-            latest: dict[str, str] = {}
-            for key, value in asyncio.run(_drain(settings, topics.enriched_topic(settings))):
-                latest[key] = state_fingerprint(codec.decode(value))
-            return latest
-
-        _eventually(
-            lambda: published() == expected,
-            what="the enriched topic to match the crash-free states",
-            timeout=120,
-        )
+        _converge_published(settings, events, report=tmp_path / "published-diff.jsonl")
         assert kills >= 3
     finally:
         worker.stop()
@@ -206,6 +187,47 @@ def test_worker_killed_mid_batch_converges_to_the_crash_free_result(stack: Stack
 
 def worker_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.query_port}"
+
+
+def _published_states(settings: Settings) -> dict[str, LinkedArtifactState]:
+    """The newest state of every digest on the enriched topic."""
+    codec = AvroCodec(
+        SchemaRegistry(settings.schema_registry_url),
+        subject=bootstrap.subject_for(settings, "linked_artifact"),
+        schema_name="linked_artifact",
+        model=LinkedArtifactState,
+    )
+    latest = dict(asyncio.run(_drain(settings, topics.enriched_topic(settings))))  # the last value per key wins
+    return {k: codec.decode(v) for k, v in latest.items()}
+
+
+def _converge_published(settings: Settings, events: list[ArtifactEvent], *, report: Path, timeout: float = 120) -> None:
+    """Wait until the enriched topic holds exactly the crash-free states; on timeout, write both sides of
+    every differing digest to ``report`` and fail with a summary, so a rare miss can be diagnosed."""
+    expected = {k: s for k, s in run_system(events, max_steps=10_000_000).items() if key_role(k) == "digest"}
+    want = {k: state_fingerprint(s) for k, s in expected.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _published_states(settings)
+        if {k: state_fingerprint(s) for k, s in got.items()} == want:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    differ = sorted(k for k in set(got) & set(expected) if state_fingerprint(got[k]) != want[k])
+    lines = []
+    for k in differ:
+        mine, theirs = got[k].model_dump(mode="json"), expected[k].model_dump(mode="json")
+        fields = sorted(f for f in set(mine) | set(theirs) if mine.get(f) != theirs.get(f))
+        lines.append(json.dumps({"key": k, "fields": fields, "published": mine, "expected": theirs}, default=str))
+    report.write_text("\n".join(lines))
+    first = json.loads(lines[0])["fields"] if lines else []
+    raise AssertionError(
+        f"published states never equalled the crash-free states: {len(missing)} digests missing, "
+        f"{len(extra)} unexpected, {len(differ)} differ (first differs in {first}); details in {report}"
+    )
 
 
 def _eventually(check: Any, *, what: str, timeout: float = 120) -> None:

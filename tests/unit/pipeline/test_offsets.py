@@ -1,0 +1,92 @@
+"""HandledOffsets: only records the agent handled reach Faust's offset bookkeeping, and a rebalance's seek
+rewinds the agent's partitions that have no committed offset. The Faust consumer is a stand-in with the two
+methods wrapped; the fault tests (tests/fault/test_rebalance.py, test_worker_crashes.py) run the real one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, NamedTuple
+
+from faust.types import TP
+
+from pipeline.offsets import HandledOffsets
+from pipeline.processor import Record
+
+
+class Message(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+
+
+class FakeConsumer:
+    def __init__(self, committed: dict[TP, int | None], positions: dict[TP, int]) -> None:
+        self.committed = committed
+        self.positions = positions
+        self.acked: list[Message] = []
+        self.seeks: dict[TP, int] = {}
+        self._unacked_messages: set[Message] = set()
+
+    def ack(self, message: Message) -> bool:
+        self.acked.append(message)
+        self._unacked_messages.discard(message)
+        return True
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def position(self, tp: TP) -> int:
+        return self.positions[tp]
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks[tp] = offset
+
+
+def _installed(consumer: FakeConsumer) -> tuple[HandledOffsets, Any]:
+    offsets = HandledOffsets(["la.artifact-events", "la.derived"])
+    offsets.install(consumer)
+    offsets.install(consumer)  # a second assignment does not wrap twice
+    return offsets, consumer
+
+
+def test_an_acknowledgement_reaches_the_consumer_only_after_the_agent_handled_the_record() -> None:
+    offsets, consumer = _installed(FakeConsumer({}, {}))
+    handled = Message("la.artifact-events", 0, 7)
+    dropped = Message("la.artifact-events", 0, 8)  # skipped by the stream in a rebalance, or a cancelled batch
+    consumer._unacked_messages.update({handled, dropped})
+    offsets.handled([Record(handled.topic, handled.partition, handled.offset, None, b"")])
+
+    assert consumer.ack(handled) is True
+    assert consumer.ack(dropped) is False
+    assert consumer.acked == [handled]
+    assert offsets.held_back == 1
+    assert not consumer._unacked_messages  # a rebalance does not wait for the dropped one
+    # A second acknowledgement of the same offset (a stale copy) is held back too.
+    assert consumer.ack(handled) is False
+    assert consumer.acked == [handled]
+
+
+def test_records_of_other_topics_are_acknowledged_as_before() -> None:
+    _, consumer = _installed(FakeConsumer({}, {}))
+    other = Message("worker-linked-state-changelog", 1, 3)
+    assert consumer.ack(other) is True
+    assert consumer.acked == [other]
+
+
+def test_the_seek_after_a_rebalance_rewinds_only_the_agents_partitions_without_a_committed_offset() -> None:
+    events_0, events_1 = TP("la.artifact-events", 0), TP("la.artifact-events", 1)
+    derived_0, changelog_0 = TP("la.derived", 0), TP("worker-linked-state-changelog", 0)
+    consumer = FakeConsumer(
+        {events_0: 120, events_1: None, derived_0: 0, changelog_0: None},
+        {events_0: 150, events_1: 40, derived_0: 283, changelog_0: 900},
+    )
+    offsets, _ = _installed(consumer)
+
+    committed = asyncio.run(consumer.seek_to_committed())
+
+    assert committed[events_0] == 120  # Faust gets aiokafka's answer unchanged
+    assert consumer.seeks == {events_1: 0, derived_0: 0}  # never the changelog: recovery owns its position
+    assert offsets.rewound == 2
