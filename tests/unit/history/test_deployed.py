@@ -13,6 +13,7 @@ from history.client import Warehouse
 from history.deployed import compute_deployed_now, deployed_now, refresh_deployed_now
 from history.rows import insert_events
 from linked_artifacts.events import ArtifactEvent
+from pipeline.history_writer import WarehouseWriter
 
 from .builders import Events, Triage, digest
 
@@ -84,3 +85,22 @@ def test_the_composed_deployed_scope_ranks_as_the_sql_context_does(warehouse: Wa
     # Without the parsed predicate, rank takes the SQL path (context_sql, deployed scope).
     assert composed == rank(warehouse, replace(compiled, expr=None), limit=100)
     assert composed[1][1:] == rank(warehouse, compiled, limit=99, offset=1)[1]
+
+
+def test_the_sink_writer_refreshes_the_snapshot_after_a_batch_at_most_every_few_seconds(
+    warehouse: Warehouse,
+) -> None:
+    writer = WarehouseWriter(warehouse, refresh_every=3600)
+    writer.write(Triage().events, dedup_token=f"t:{uuid.uuid4()}")
+    assert writer.refreshes == 1 and _snapshots(warehouse) == 1
+    rows, digest_hash = warehouse.query("SELECT sum(rows), sum(hash) FROM deployment_change_state").result_rows[0]
+    current = warehouse.query(
+        "SELECT count() FROM deployed_now_snapshot WHERE change_rows = {r:UInt64} AND change_hash = {h:UInt64}",
+        {"r": int(rows), "h": int(digest_hash)},
+    ).result_rows[0][0]
+    assert current == 1  # the snapshot the search will use is the current one
+    # Within the interval a new deployment is inserted but not snapshotted; the search stays right.
+    later = Events().deploy(digest("late"), minute=120, cluster="late-1")
+    writer.write([later], dedup_token=f"t:{uuid.uuid4()}")
+    assert writer.refreshes == 1
+    assert sorted(deployed_now(warehouse)) == sorted(compute_deployed_now(warehouse))
