@@ -15,7 +15,7 @@ from history.client import Warehouse
 from history.rows import insert_events
 from linked_artifacts.events import ArtifactEvent
 
-from .builders import Events, digest
+from .builders import Events, at, digest
 from .conftest import empty_tables
 
 VIEWS = (
@@ -147,3 +147,38 @@ def test_current_state_is_order_free_and_equals_the_as_of_view(
     assert _snapshot(warehouse, FAR_FUTURE) == current
     _load(warehouse, list(reversed(events)), seed + 1)
     assert _snapshot(warehouse, None) == current
+
+
+# deployments_at as 0003 defined it: the states, holders and risks views joined (0005 replaced it with one
+# scan; this keeps the old definition as the reference).
+_JOINED_DEPLOYMENTS_AT = """
+SELECT d.digest, d.logical_environment, d.physical_environment, d.cluster, d.deployment_name,
+    r.runtime_risks, r.risks_asserted_by, r.risks_asserted_at, h.deployed_at, d.updated_at, d.body, d.event_id
+FROM deployment_states_at(as_of = {as_of:DateTime64(6, 'UTC')}) AS d
+INNER JOIN deployment_holders_at(as_of = {as_of:DateTime64(6, 'UTC')}) AS h
+    ON h.logical_environment = d.logical_environment AND h.physical_environment = d.physical_environment
+    AND h.cluster = d.cluster AND h.deployment_name = d.deployment_name AND h.digest = d.digest
+LEFT JOIN deployment_risks_at(as_of = {as_of:DateTime64(6, 'UTC')}) AS r
+    ON r.digest = d.digest AND r.logical_environment = d.logical_environment
+    AND r.physical_environment = d.physical_environment AND r.cluster = d.cluster
+    AND r.deployment_name = d.deployment_name
+WHERE d.digest != '' AND d.status = 'deployed'
+SETTINGS join_use_nulls = 0
+"""
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(events=histories(), seed=st.integers(0, 1000))
+def test_single_scan_deployments_at_equals_the_joined_views_at_every_minute(
+    warehouse: Warehouse, events: list[ArtifactEvent], seed: int
+) -> None:
+    _load(warehouse, events, seed)
+    for minute in range(-1, 8):
+        parameters = {"as_of": at(minute)}
+        single = warehouse.query(
+            "SELECT * FROM deployments_at(as_of = {as_of:DateTime64(6, 'UTC')})", parameters
+        ).result_rows
+        joined = warehouse.query(_JOINED_DEPLOYMENTS_AT, parameters).result_rows
+        assert sorted(map(repr, single)) == sorted(map(repr, joined)), minute
