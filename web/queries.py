@@ -75,19 +75,17 @@ facts AS
     FROM @deployment_states@
     WHERE digest != ''
     UNION ALL
-    SELECT subject, 'alert', '', '', [], '', 0, '', '', '', [], concat(subject, ' ', alert_key),
-        CAST(severity, 'String'), CAST(state, 'String'), cvss, epss, updated_at
-    FROM @alerts@
-    WHERE scope != 'repository'
-    UNION ALL
-    -- A repository alert applies to every digest whose builds name that repository (as in the ranking);
-    -- f_alert names the alert, so a family with several such digests counts it once.
-    SELECT b.digest, 'alert', '', '', [], '', 0, '', '', '', [], concat(a.subject, ' ', a.alert_key),
-        CAST(a.severity, 'String'), CAST(a.state, 'String'), a.cvss, a.epss, a.updated_at
+    -- Alerts: a digest's own, and a repository's on every digest whose builds name that repository (as in
+    -- the ranking); f_alert names the alert, so a family with several such digests counts it once. One
+    -- read of the alerts with a join that only repository alerts can match (build repositories are never
+    -- ''): cheaper to plan than a second branch over the alerts.
+    SELECT if(a.scope = 'repository', b.digest, a.subject), 'alert', '', '', [], '', 0, '', '', '', [],
+        concat(a.subject, ' ', a.alert_key), CAST(a.severity, 'String'), CAST(a.state, 'String'), a.cvss, a.epss,
+        a.updated_at
     FROM @alerts@ AS a
-    INNER JOIN (SELECT DISTINCT digest, repository FROM @build_subjects@ WHERE repository != '') AS b
-        ON b.repository = a.repository
-    WHERE a.scope = 'repository'
+    LEFT JOIN (SELECT DISTINCT digest, repository FROM @build_subjects@ WHERE repository != '') AS b
+        ON b.repository = if(a.scope = 'repository', a.repository, '')
+    WHERE a.scope != 'repository' OR b.digest != ''
     UNION ALL
     SELECT digest, 'link', '', '', [], '', 0, '', '', '', [], '', '', '', NULL, NULL, linked_at
     FROM @links@
