@@ -21,6 +21,18 @@ One more gap is aiokafka's: after a rebalance Faust seeks every partition back t
 fetch the dropped records again, but a partition without a committed offset (or at 0) is left where the
 fetcher got to. ``install`` makes that seek rewind such partitions of the agent's topics to their start:
 nothing in them is committed, so nothing in them is known to be handled.
+
+And one is Faust's "gaps": when a fetched offset is more than one past the last one read (which happens
+with records still in flight from before a rebalance's seek), Faust records the offsets in between as
+acknowledged, for compacted or transactional topics whose offsets really have holes. Ours have none (plain
+retention, no transactions), so a "gap" there is records not handled yet: counting them as done could
+commit past them, and adding them next to their real acknowledgements put duplicates in Faust's list,
+after which its commits advanced one offset per commit. ``install`` ignores gaps on the agent's topics.
+
+Last, Faust's choice of the offset to commit is off by one: it accepts acknowledged offsets that start one
+past the committed position, so a record missing right there (dropped in a rebalance, never handled) was
+committed over and lost: a fault test lost exactly such a record. ``install`` computes it strictly: the
+run of handled offsets that starts at the committed position (the next record to read), or nothing.
 """
 
 from __future__ import annotations
@@ -49,8 +61,11 @@ class HandledOffsets:
     def __init__(self, topics: Iterable[str]) -> None:
         self.topics = frozenset(topics)
         self._handled: set[Offset] = set()
+        # Where a partition without a committed offset was rewound to: its first record to commit.
+        self._starts: dict[Any, int] = {}
         self.held_back = 0  # acknowledgements of records not handled (they stay uncommitted)
         self.rewound = 0  # partitions rewound to their start after a rebalance
+        self.gaps_ignored = 0  # offset jumps Faust would have counted as acknowledged (see install)
 
     def handled(self, records: Iterable[HandledRecord]) -> None:
         """The agent is done with these records: their acknowledgements may reach the consumer."""
@@ -60,7 +75,8 @@ class HandledOffsets:
         """Wrap the Faust consumer's ``ack`` and ``seek_to_committed`` (once; later calls do nothing)."""
         if getattr(consumer, "_la_handled_offsets", None) is self:
             return
-        ack, seek_to_committed = consumer.ack, consumer.seek_to_committed
+        ack, seek_to_committed, add_gap = consumer.ack, consumer.seek_to_committed, consumer._add_gap
+        new_offset = consumer._new_offset
 
         def guarded_ack(message: Any) -> bool:
             key = (message.topic, message.partition, message.offset)
@@ -84,9 +100,43 @@ class HandledOffsets:
                     log.info("rewinding partitions without a committed offset to their start (were at %s)", moved)
                     self.rewound += len(moved)
                 for tp, earliest in (await consumer.earliest_offsets(*bare)).items():
+                    self._starts[tp] = earliest or 0
                     await consumer.seek(tp, earliest or 0)
             return committed
 
+        async def add_gap_elsewhere(tp: Any, offset_from: int, offset_to: int) -> None:
+            if tp.topic in self.topics:
+                self.gaps_ignored += 1
+                return
+            await add_gap(tp, offset_from, offset_to)
+
+        def strict_new_offset(tp: Any) -> int | None:
+            if tp.topic not in self.topics:
+                return new_offset(tp)  # type: ignore[no-any-return]
+            committed = consumer._committed_offset[tp]
+            return next_commit(consumer._acked[tp], consumer._acked_index[tp], committed, self._starts.get(tp))
+
         consumer.ack = guarded_ack
+        consumer._new_offset = strict_new_offset
+        consumer._add_gap = add_gap_elsewhere
         consumer.seek_to_committed = rewinding_seek_to_committed
         consumer._la_handled_offsets = self
+
+
+def next_commit(acked: list[int], index: set[int], committed: int | None, start: int | None) -> int | None:
+    """The offset to commit for one partition, or None: the end of the run of acknowledged offsets that
+    begins at the committed position (``committed``, the next record to read; ``start`` when the partition
+    has none). Offsets of that run leave ``acked`` and ``index``; offsets before it are dropped as done."""
+    origin = committed if committed is not None else start
+    if not acked or origin is None:
+        return None
+    done = sorted({offset for offset in acked if offset >= origin})
+    acked[:] = done
+    if not done or done[0] != origin:
+        return None  # the next record to read is not handled yet
+    end = 1
+    while end < len(done) and done[end] == origin + end:
+        end += 1
+    del acked[:end]
+    index.difference_update(range(origin, origin + end))
+    return origin + end

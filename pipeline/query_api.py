@@ -166,6 +166,11 @@ def _metrics_text(ctx: QueryContext) -> str:
             "Partitions without a committed offset rewound to their start after a rebalance",
             registry=registry,
         ).set(linker.offsets.rewound)
+        Gauge(
+            "la_worker_offset_gaps_ignored",
+            "Offset jumps in the agent's topics that Faust would have counted as acknowledged",
+            registry=registry,
+        ).set(linker.offsets.gaps_ignored)
         owned = Gauge(
             "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
         )

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from faust.types import TP
 
-from pipeline.offsets import HandledOffsets
+from pipeline.offsets import HandledOffsets, next_commit
 from pipeline.processor import Record
 
 
@@ -26,6 +26,16 @@ class FakeConsumer:
         self.acked: list[Message] = []
         self.seeks: dict[TP, int] = {}
         self._unacked_messages: set[Message] = set()
+        self.gaps: list[tuple[TP, int, int]] = []
+        self._committed_offset: dict[TP, int | None] = {}
+        self._acked: dict[TP, list[int]] = {}
+        self._acked_index: dict[TP, set[int]] = {}
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return -1  # Faust's own choice, kept for topics that are not the agent's
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
 
     def ack(self, message: Message) -> bool:
         self.acked.append(message)
@@ -90,3 +100,49 @@ def test_the_seek_after_a_rebalance_rewinds_only_the_agents_partitions_without_a
     assert committed[events_0] == 120  # Faust gets aiokafka's answer unchanged
     assert consumer.seeks == {events_1: 0, derived_0: 0}  # never the changelog: recovery owns its position
     assert offsets.rewound == 2
+
+
+def test_offset_jumps_in_the_agents_topics_are_not_counted_as_acknowledged() -> None:
+    offsets, consumer = _installed(FakeConsumer({}, {}))
+    events, changelog = TP("la.artifact-events", 0), TP("worker-linked-state-changelog", 0)
+    asyncio.run(consumer._add_gap(events, 165, 253))  # records still in flight from before a seek
+    asyncio.run(consumer._add_gap(changelog, 10, 20))  # not ours: Faust's handling stays
+    assert consumer.gaps == [(changelog, 10, 20)]
+    assert offsets.gaps_ignored == 1
+
+
+def test_a_commit_never_passes_the_next_record_to_read_while_it_is_not_handled() -> None:
+    # Faust committed over offset 158 here (it accepted a run starting one past the committed position).
+    acked, index = [159, 160, 161], {159, 160, 161}
+    assert next_commit(acked, index, 158, None) is None
+    acked.append(158)
+    index.add(158)
+    assert next_commit(acked, index, 158, None) == 162
+    assert acked == [] and index == set()
+
+
+def test_the_commit_is_the_end_of_the_run_from_the_committed_position() -> None:
+    acked = [5, 3, 4, 4, 8, 2]  # unordered, a duplicate, an offset already committed, a hole at 6-7
+    index = set(acked)
+    assert next_commit(acked, index, 3, None) == 6
+    assert acked == [8] and index == {2, 8}
+    assert next_commit(acked, index, 6, None) is None  # 6 and 7 are not handled yet
+
+
+def test_a_partition_without_a_committed_offset_commits_from_where_it_was_rewound() -> None:
+    acked, index = [1, 2], {1, 2}
+    assert next_commit(acked, index, None, None) is None  # no origin known: commit nothing
+    assert next_commit(acked, index, None, 0) is None  # offset 0 is not handled yet
+    acked.insert(0, 0)
+    assert next_commit(acked, index, None, 0) == 3
+
+
+def test_the_wrapped_consumer_uses_the_strict_commit_for_the_agents_topics_only() -> None:
+    events, changelog = TP("la.artifact-events", 0), TP("worker-linked-state-changelog", 0)
+    consumer = FakeConsumer({events: None}, {events: 9})
+    _installed(consumer)
+    asyncio.run(consumer.seek_to_committed())  # rewinds events[0] to 0: its origin
+    consumer._committed_offset[events] = None
+    consumer._acked[events], consumer._acked_index[events] = [0, 1, 3], {0, 1, 3}
+    assert consumer._new_offset(events) == 2
+    assert consumer._new_offset(changelog) == -1
