@@ -28,6 +28,7 @@ class WarehouseWriter:
         self.refresh_every = refresh_every
         self._last_refresh = float("-inf")
         self.refreshes = 0
+        self._unsettled = False  # a write since the last refresh
 
     def known_event_ids(self, keys: Sequence[str], event_ids: Sequence[str]) -> set[str]:
         if not event_ids:
@@ -42,10 +43,21 @@ class WarehouseWriter:
 
     def write(self, events: Sequence[ArtifactEvent], *, dedup_token: str) -> None:
         insert_events(self.warehouse, events, dedup_token=dedup_token)
+        self._unsettled = True
+        self._settle()
+
+    def idle(self) -> None:
+        """The sink found nothing to write: the refresh a write deferred (within the interval) happens now,
+        so a quiet system after a burst does not leave the search on its slow path until the next event."""
+        if self._unsettled:
+            self._settle()
+
+    def _settle(self) -> None:
         now = time.monotonic()
         if now - self._last_refresh < self.refresh_every:
             return
         self._last_refresh = now
+        self._unsettled = False
         try:
             # Returns at once when no deployment or link event changed the stamp since the last snapshot.
             if refresh_deployed_now(self.warehouse):

@@ -40,6 +40,9 @@ class HistoryWriter(Protocol):
     def write(self, events: Sequence[ArtifactEvent], *, dedup_token: str) -> None:
         """Insert the events as one block. Must be safe to repeat with the same token."""
 
+    def idle(self) -> None:
+        """A poll found nothing to write: time for upkeep a write deferred."""
+
 
 @dataclass
 class SinkStats:
@@ -91,6 +94,8 @@ class ClickHouseSink:
                 for tp, records in batch.items():
                     if records:
                         await self._flush(tp, records)
+                if not any(batch.values()):
+                    await asyncio.to_thread(self.writer.idle)
         finally:
             await self.consumer.stop()
 
@@ -107,9 +112,7 @@ class ClickHouseSink:
             except DecodeError as exc:
                 # The Faust worker dead-letters poison records; the sink only skips them.
                 self.stats.poison += 1
-                log.warning(
-                    "sink skips undecodable record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc
-                )
+                log.warning("sink skips undecodable record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
         first, last = records[0].offset, records[-1].offset
         token = f"{tp.topic}:{tp.partition}:{first}-{last}"
         unique = list({e.event_id: e for e in events}.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 
@@ -45,8 +46,14 @@ def test_a_stale_snapshot_is_not_used(warehouse: Warehouse) -> None:
     refresh_deployed_now(warehouse)
     before = {q: search_alerts(warehouse, q, limit=100) for q in QUERIES}
     # A new deployment of x into another slot: the snapshot no longer holds, the answer must include it.
-    late = Events().deploy(history.x, minute=95, cluster="aks-prod-9", name="x-app", risks=["internet-exposed"],
-                           asserted_by="defender-for-cloud")
+    late = Events().deploy(
+        history.x,
+        minute=95,
+        cluster="aks-prod-9",
+        name="x-app",
+        risks=["internet-exposed"],
+        asserted_by="defender-for-cloud",
+    )
     _load(warehouse, [late.model_copy(update={"event_id": "late-x", "delivery_id": "late-x"})])
     now = sorted(compute_deployed_now(warehouse))
     assert history.x in {d.digest for d in now}
@@ -104,3 +111,23 @@ def test_the_sink_writer_refreshes_the_snapshot_after_a_batch_at_most_every_few_
     writer.write([later], dedup_token=f"t:{uuid.uuid4()}")
     assert writer.refreshes == 1
     assert sorted(deployed_now(warehouse)) == sorted(compute_deployed_now(warehouse))
+
+
+def test_a_deferred_refresh_happens_when_the_sink_finds_nothing_to_write(warehouse: Warehouse) -> None:
+    writer = WarehouseWriter(warehouse, refresh_every=0.2)
+    writer.write(Triage().events, dedup_token=f"t:{uuid.uuid4()}")
+    writer.write([Events().deploy(digest("late"), minute=120, cluster="late-1")], dedup_token=f"t:{uuid.uuid4()}")
+    assert writer.refreshes == 1  # the second write fell within the interval
+    writer.idle()
+    assert writer.refreshes == 1  # still within it
+    time.sleep(0.25)
+    writer.idle()
+    assert writer.refreshes == 2
+    writer.idle()
+    assert writer.refreshes == 2  # nothing written since: nothing to refresh
+    rows, digest_hash = warehouse.query("SELECT sum(rows), sum(hash) FROM deployment_change_state").result_rows[0]
+    current = warehouse.query(
+        "SELECT count() FROM deployed_now_snapshot WHERE change_rows = {r:UInt64} AND change_hash = {h:UInt64}",
+        {"r": int(rows), "h": int(digest_hash)},
+    ).result_rows[0][0]
+    assert current == 1
