@@ -72,7 +72,10 @@ class HandledOffsets:
         self._handled.update((r.topic, r.partition, r.offset) for r in records)
 
     def install(self, consumer: Any) -> None:
-        """Wrap the Faust consumer's ``ack`` and ``seek_to_committed`` (once; later calls do nothing)."""
+        """Wrap the Faust consumer's ``ack``, ``seek_to_committed``, ``_add_gap`` and ``_new_offset`` for the
+        agent's topics (once; later calls do nothing). The last two are private to Faust (checked on
+        faust-streaming 0.15.3): tests/unit/pipeline/test_offsets.py pins what the wrappers do, and the
+        fault tests show that together they hold."""
         if getattr(consumer, "_la_handled_offsets", None) is self:
             return
         ack, seek_to_committed, add_gap = consumer.ack, consumer.seek_to_committed, consumer._add_gap
