@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 # The deployed-now snapshot costs ~1 s to recompute on a 10M-row history: at most that often. A snapshot
-# left stale by the limit only costs the alert search its fast path until the next batch (history.deployed).
+# left stale by the limit only costs the alert search its fast path until the sink next writes or idles.
 DEPLOYED_REFRESH_EVERY_S = 5.0
 
 
