@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,6 +114,13 @@ def histories(draw: st.DrawFn) -> list[ArtifactEvent]:
     return events
 
 
+def _GENERATED_HISTORIES(test: Callable[..., None]) -> Callable[..., None]:  # noqa: N802 - used as a decorator
+    """15 generated histories with a shuffle seed; each is a fresh ClickHouse load, hence no deadline."""
+    slow = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    examples = settings(max_examples=15, deadline=None, suppress_health_check=slow)
+    return examples(given(events=histories(), seed=st.integers(0, 1000))(test))
+
+
 def _snapshot(warehouse: Warehouse, as_of: datetime | None) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     for view in VIEWS:
@@ -135,10 +143,7 @@ def _load(warehouse: Warehouse, events: list[ArtifactEvent], seed: int) -> None:
         insert_events(warehouse, batch, dedup_token=f"t:{uuid.uuid4()}")
 
 
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
-@given(events=histories(), seed=st.integers(0, 1000))
+@_GENERATED_HISTORIES
 def test_current_state_is_order_free_and_equals_the_as_of_view(
     warehouse: Warehouse, events: list[ArtifactEvent], seed: int
 ) -> None:
@@ -167,10 +172,7 @@ SETTINGS join_use_nulls = 0
 """
 
 
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
-@given(events=histories(), seed=st.integers(0, 1000))
+@_GENERATED_HISTORIES
 def test_single_scan_deployments_at_equals_the_joined_views_at_every_minute(
     warehouse: Warehouse, events: list[ArtifactEvent], seed: int
 ) -> None:
