@@ -45,6 +45,7 @@ from typing import Any, Final
 from bench._harness import RESULTS_DIR, latency_summary, machine, say, table, write_result
 from history.alert_filter import parse
 from history.alerts import search_alerts
+from history.artifact_summary import refresh_summary_snapshot
 from history.client import Warehouse
 from history.deployed import refresh_deployed_now
 from history.linked_view import linked_view
@@ -306,10 +307,11 @@ def open_history(rows: int, seed: int, releases: int = RELEASES_PER_APP) -> tupl
     else:
         say(f"using cached history {directory}" + (f" (applied migrations {applied})" if applied else ""))
         _settle(warehouse)
-    # As the sink does after each batch (history.deployed): a no-op when the snapshot is current.
-    started = time.monotonic()
-    if refresh_deployed_now(warehouse):
-        say(f"refreshed the deployed-now snapshot in {time.monotonic() - started:.2f}s")
+    # As the sink does after each batch (history.deployed, history.artifact_summary): a no-op when current.
+    for name, refresh in (("deployed-now", refresh_deployed_now), ("artifacts summary", refresh_summary_snapshot)):
+        started = time.monotonic()
+        if refresh(warehouse):
+            say(f"refreshed the {name} snapshot in {time.monotonic() - started:.2f}s")
     return warehouse, directory
 
 

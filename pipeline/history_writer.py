@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from history.artifact_summary import refresh_summary_snapshot
 from history.client import Warehouse
 from history.deployed import refresh_deployed_now
 from history.rows import insert_events
@@ -14,20 +15,38 @@ from linked_artifacts.events import ArtifactEvent
 log = logging.getLogger(__name__)
 
 
-# The deployed-now snapshot costs ~1 s to recompute on a 10M-row history: at most that often. A snapshot
-# left stale by the limit only costs the alert search its fast path until the sink next writes or idles.
-DEPLOYED_REFRESH_EVERY_S = 5.0
+# The snapshots (deployed-now for the alert search, the artifacts summary for the pages) are refreshed at
+# most this often. A snapshot left stale by the limit only costs its readers their fast path until the sink
+# next writes or idles.
+SNAPSHOT_REFRESH_EVERY_S = 5.0
+# ... and the sink spends at most about 1/SNAPSHOT_COST_SHARE of its time refreshing: on a large history
+# (the summary takes seconds at 10M rows) the interval grows with what the last refresh cost.
+SNAPSHOT_COST_SHARE = 10.0
+# Each snapshot: its refresh, and who computes the answer while it is stale.
+_SNAPSHOTS: dict[str, tuple[Callable[[Warehouse], bool], str]] = {
+    "deployed_now": (refresh_deployed_now, "alert searches"),
+    "artifact_summary": (refresh_summary_snapshot, "the web pages"),
+}
 
 
 class WarehouseWriter:
     """Implements ``pipeline.sink.HistoryWriter`` on its own session, so sink inserts never share a
     connection with query threads."""
 
-    def __init__(self, warehouse: Warehouse, *, refresh_every: float = DEPLOYED_REFRESH_EVERY_S) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        *,
+        refresh_every: float = SNAPSHOT_REFRESH_EVERY_S,
+        cost_share: float = SNAPSHOT_COST_SHARE,
+    ) -> None:
         self.warehouse = warehouse.session()
         self.refresh_every = refresh_every
-        self._last_refresh = float("-inf")
-        self.refreshes = 0
+        self.cost_share = cost_share
+        self._next_refresh = float("-inf")
+        # Per snapshot: how many were written, and what the last refresh took (for /metrics).
+        self.refreshes: dict[str, int] = dict.fromkeys(_SNAPSHOTS, 0)
+        self.refresh_seconds: dict[str, float] = dict.fromkeys(_SNAPSHOTS, 0.0)
         self._unsettled = False  # a write since the last refresh
 
     def known_event_ids(self, keys: Sequence[str], event_ids: Sequence[str]) -> set[str]:
@@ -53,14 +72,20 @@ class WarehouseWriter:
             self._settle()
 
     def _settle(self) -> None:
-        now = time.monotonic()
-        if now - self._last_refresh < self.refresh_every:
+        started = time.monotonic()
+        if started < self._next_refresh:
             return
-        self._last_refresh = now
         self._unsettled = False
-        try:
-            # Returns at once when no deployment or link event changed the stamp since the last snapshot.
-            if refresh_deployed_now(self.warehouse):
-                self.refreshes += 1
-        except Exception:  # the insert succeeded; a failed refresh only leaves the search on its slow path
-            log.warning("refreshing the deployed-now snapshot failed; the alert search computes it", exc_info=True)
+        for name, (refresh, readers) in _SNAPSHOTS.items():
+            began = time.monotonic()
+            try:
+                # Returns at once when no event the snapshot depends on changed its stamp since the last one.
+                if refresh(self.warehouse):
+                    self.refreshes[name] += 1
+                    self.refresh_seconds[name] = time.monotonic() - began
+            except Exception:  # the insert succeeded; a failed refresh only leaves readers on their slow path
+                log.warning("refreshing the %s snapshot failed; %s compute it meanwhile", name, readers,
+                            exc_info=True)
+        # Counted from the end, so the sink writes for at least the interval between refreshes.
+        ended = time.monotonic()
+        self._next_refresh = ended + max(self.refresh_every, self.cost_share * (ended - started))

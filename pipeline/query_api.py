@@ -24,6 +24,7 @@ from linked_artifacts.digests import InvalidDigest, normalise_digest
 from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.settings import Settings
 from pipeline.derive import linked_view as state_view
+from pipeline.history_writer import WarehouseWriter
 
 if TYPE_CHECKING:
     from history.client import Warehouse
@@ -180,6 +181,14 @@ def _metrics_text(ctx: QueryContext) -> str:
     if sink is not None:
         for name, value in vars(sink.stats).items():
             Gauge(f"la_sink_{name}", f"ClickHouse sink {name}", registry=registry).set(value)
+        if isinstance(sink.writer, WarehouseWriter):
+            refreshes = Gauge("la_sink_snapshot_refreshes", "Snapshots the sink wrote after its inserts",
+                              ["snapshot"], registry=registry)
+            seconds = Gauge("la_sink_snapshot_refresh_seconds", "What the latest refresh of a snapshot took",
+                            ["snapshot"], registry=registry)
+            for name, count in sink.writer.refreshes.items():
+                refreshes.labels(snapshot=name).set(count)
+                seconds.labels(snapshot=name).set(sink.writer.refresh_seconds[name])
     return generate_latest(registry).decode()
 
 

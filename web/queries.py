@@ -1,20 +1,14 @@
 """The reads the pages need that history/ does not offer: the artifact list, the overview counts, the filter
 facets and an artifact's lifecycle events.
 
-Everything reads history's own views (migration 0003: ``storage_current``, ``build_subjects_current``,
-``deployments_current``, ``deployment_states_current``, ``alerts_current``, ``links_current``,
-``digest_roots_current``, or their ``*_at(as_of)`` twins through :func:`history.client.relation`) or the
-``events`` table by its sort key, so the pages show what ``/v1/*`` shows. Every value is a server-side
-parameter.
+Everything reads history's own views (migration 0003: the ``*_current`` views or their ``*_at(as_of)``
+twins through :func:`history.client.relation`), the artifacts summary of :mod:`history.artifact_summary`
+(its snapshot while current, else computed from those views), or the ``events`` table by its sort key, so
+the pages show what ``/v1/*`` shows. Every value is a server-side parameter.
 
-An artifact is a family (an image index and its platform manifests; a digest nothing links is a family of
-one), identified by its root digest, as in the linked view and the alert ranking. Its alerts are the
-alerts on any digest of the family plus the repository alerts of its build repositories: the alerts the
-linked view lists.
-
-Cost: the list is one query that reads each view once, and filter, sort and paging happen in it. On chDB
-26.9 most of its time is planning (measured: ~70 ms of ~100 ms on the demo organisation), which grows with
-every relation a query names, so one query beats one per column.
+An artifact is a family (an image index and its platform manifests), identified by its root digest; see
+:mod:`history.artifact_summary`. The list is one query over the summary: filter, sort and paging happen in
+it.
 """
 
 from __future__ import annotations
@@ -24,16 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple
 
 from history.alert_filter import AlertQuery
-from history.client import Warehouse, as_of_parameters, relation
+from history.artifact_summary import SEVERITY_ORDER, summary_source
+from history.client import Warehouse
 from web.artifact_filter import compile_artifact_filter
 
 SortKey = Literal["alerts", "name", "updated", "deployed", "digest"]
 SORT_KEYS: Final[tuple[SortKey, ...]] = ("alerts", "name", "updated", "deployed", "digest")
-SEVERITY_ORDER: Final = ("critical", "high", "medium", "low", "negligible", "unknown")
-PRODUCTION: Final = ("prod", "production", "prd", "live")  # as the alert ranking (history/alerts.py)
 MAX_PER_PAGE: Final = 200
-# Tags shown per artifact: the latest few tell a reader which release it is; the page lists them all.
-LIST_TAGS: Final = 6
 # An artifact re-pushed or re-observed endlessly must not make its timeline unbounded.
 MAX_LIFECYCLE_EVENTS: Final = 5_000
 # The ingest chart: one bar per minute over the last hour.
@@ -41,111 +32,6 @@ INGEST_MINUTES: Final = 60
 
 # Reads up to ``until``: the as-of time, or this far future for "everything so far".
 _FAR_FUTURE: Final = datetime(2299, 12, 31, tzinfo=UTC)
-_RELATIONS: Final = (
-    "storage", "build_subjects", "deployments", "deployment_states", "alerts", "links", "digest_roots",
-)
-
-# One row per fact that makes an artifact, in one shape so a single GROUP BY builds every column.
-# Each source is read once (see the module docstring on planning cost).
-_FACTS: Final = """
-facts AS
-(
-    SELECT digest, 'storage' AS fact,
-        CAST(if(status = 'active', lowerUTF8(registry), ''), 'String') AS f_registry,
-        CAST(if(status = 'active', registry_host, ''), 'String') AS f_registry_host,
-        if(status = 'active', tags, CAST([], 'Array(String)')) AS f_tags,
-        JSONExtractString(body, 'name') AS f_name, if(action = 'observed', 1, 2) AS f_name_rank,
-        '' AS f_repository, '' AS f_environment, '' AS f_cluster,
-        CAST([], 'Array(String)') AS f_risks, '' AS f_alert, '' AS f_severity, '' AS f_state,
-        CAST(NULL, 'Nullable(Float64)') AS f_cvss, CAST(NULL, 'Nullable(Float64)') AS f_epss, updated_at AS f_time
-    FROM @storage@
-    UNION ALL
-    SELECT digest, 'build', '', '', [], JSONExtractString(body, 'subject_name'), 0, repository, '', '', [], '', '',
-        '', NULL, NULL, updated_at
-    FROM @build_subjects@
-    UNION ALL
-    SELECT digest, 'deployment', '', '', [], JSONExtractString(body, 'name'), 0, '', lowerUTF8(logical_environment),
-        CAST(cluster, 'String'), CAST(runtime_risks, 'Array(String)'), '', '', '', NULL, NULL, updated_at
-    FROM @deployments@
-    UNION ALL
-    -- Every digest that ever held a deployment slot, deployed now or not: the list keeps artifacts whose
-    -- only trace is a past deployment (a superseded or decommissioned image nobody stored).
-    SELECT digest, 'slot', '', '', [], JSONExtractString(body, 'name'), 0, '', '', '', [], '', '', '', NULL, NULL,
-        updated_at
-    FROM @deployment_states@
-    WHERE digest != ''
-    UNION ALL
-    -- Alerts: a digest's own, and a repository's on every digest whose builds name that repository (as in
-    -- the ranking); f_alert names the alert, so a family with several such digests counts it once. One
-    -- read of the alerts with a join that only repository alerts can match (build repositories are never
-    -- ''): cheaper to plan than a second branch over the alerts.
-    SELECT if(a.scope = 'repository', b.digest, a.subject), 'alert', '', '', [], '', 0, '', '', '', [],
-        concat(a.subject, ' ', a.alert_key), CAST(a.severity, 'String'), CAST(a.state, 'String'), a.cvss, a.epss,
-        a.updated_at
-    FROM @alerts@ AS a
-    LEFT JOIN (SELECT DISTINCT digest, repository FROM @build_subjects@ WHERE repository != '') AS b
-        ON b.repository = if(a.scope = 'repository', a.repository, '')
-    WHERE a.scope != 'repository' OR b.digest != ''
-    UNION ALL
-    SELECT digest, 'link', '', '', [], '', 0, '', '', '', [], '', '', '', NULL, NULL, linked_at
-    FROM @links@
-)"""
-
-_OPEN_COUNTS: Final = ",\n".join(
-    f"        uniqExactIf(f_alert, fact = 'alert' AND f_state = 'open' AND f_severity = '{s}') AS open_{s}"
-    for s in SEVERITY_ORDER
-)
-_OPEN_TOTAL: Final = " + ".join(f"open_{s}" for s in SEVERITY_ORDER)
-_PRODUCTION_LIST: Final = ", ".join(f"'{e}'" for e in PRODUCTION)
-
-_FAMILIES: Final = f"""
-families AS
-(
-    SELECT
-        if(r.root = '', f.digest, r.root) AS family,
-        -- The name a registry gave it on push beats the one a runtime observation reported.
-        argMaxIf(f_name, (f_name_rank, f_time), f_name != '') AS name,
-        arraySort(groupUniqArray(f.digest)) AS digests,
-        arraySort(groupUniqArrayIf(f_registry, f_registry != '')) AS registries,
-        arraySort(groupUniqArrayIf(f_registry_host, f_registry_host != '')) AS registry_hosts,
-        arraySlice(arrayDistinct(arrayFlatten(arrayMap(x -> x.2,
-            arrayReverseSort(x -> x.1, groupArrayIf((f_time, f_tags), notEmpty(f_tags)))))), 1, {LIST_TAGS}) AS tags,
-        arraySort(groupUniqArrayIf(f_repository, f_repository != '')) AS repositories,
-        arraySort(groupUniqArrayIf(f_environment, fact = 'deployment')) AS environments,
-        arraySort(groupUniqArrayIf((f_environment, f_cluster), fact = 'deployment')) AS locations,
-        arraySort(groupUniqArrayArrayIf(f_risks, fact = 'deployment')) AS runtime_risks,
-        arraySort(groupUniqArrayArrayIf(f_risks, fact = 'deployment' AND f_environment IN ({_PRODUCTION_LIST})))
-            AS production_risks,
-        toUInt8(countIf(fact = 'deployment') > 0) AS deployed,
-{_OPEN_COUNTS},
-        uniqExactIf(f_alert, fact = 'alert' AND f_state = 'fixed') AS fixed_alerts,
-        uniqExactIf(f_alert, fact = 'alert' AND f_state = 'dismissed') AS dismissed_alerts,
-        maxIfOrNull(f_cvss, fact = 'alert' AND f_state = 'open') AS max_open_cvss,
-        maxIfOrNull(f_epss, fact = 'alert' AND f_state = 'open') AS max_open_epss,
-        max(f_time) AS last_activity
-    FROM facts AS f
-    LEFT JOIN @digest_roots@ AS r ON r.digest = f.digest
-    GROUP BY family
-    SETTINGS join_use_nulls = 0
-)"""  # noqa: S608 - fixed SQL text; every value is a bound parameter
-
-_SUMMARY: Final = f"""
-summary AS
-(
-    SELECT *, {_OPEN_TOTAL} AS open_alerts FROM families
-)"""  # noqa: S608 - fixed SQL text; every value is a bound parameter
-
-_SUMMARY_CTES: Final = f"WITH{_FACTS},{_FAMILIES},{_SUMMARY}"
-
-
-def _summary_ctes(as_of: datetime | None) -> str:
-    """The summary CTEs over the current-state views, or the as-of views (which bind ``as_of``)."""
-    sql = _SUMMARY_CTES
-    for name in _RELATIONS:
-        sql = sql.replace(f"@{name}@", relation(name, as_of))
-    return sql
-
-
 # ``find``: a substring of the name or a source repository, or part of a digest.
 _FIND: Final = (
     "(empty({find:String}) OR positionCaseInsensitiveUTF8(name, {find:String}) > 0"
@@ -321,12 +207,11 @@ def artifact_list(
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     page = max(1, page)
     condition = compile_artifact_filter(query.expr)
-    parameters: dict[str, Any] = dict(condition.parameters)
-    parameters.update(as_of_parameters(query.as_of))
+    ctes, parameters = summary_source(warehouse, query.as_of)
+    parameters.update(condition.parameters)
     parameters.update(find=find.strip(), limit=per_page, offset=(page - 1) * per_page)
     direction = "DESC" if descending else "ASC"
     where = f"WHERE ({condition.where}) AND {_FIND}"
-    ctes = _summary_ctes(query.as_of)
     rows = warehouse.rows(
         f"{ctes}\nSELECT {_SUMMARY_COLUMNS}, count() OVER () AS total_count FROM summary\n{where}\n"
         f"ORDER BY {_ORDER_BY[sort].format(d=direction)}, family\nLIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}",
@@ -356,8 +241,9 @@ def overview_counts(warehouse: Warehouse, *, as_of: datetime | None = None) -> O
         "multiIf(has(production_risks, 'internet-exposed'), '{}', has(runtime_risks, 'internet-exposed'), '{}', "
         "notEmpty(runtime_risks), '{}', deployed = 1, '{}', '{}')"
     ).format(*EXPOSURE_BUCKETS)
+    ctes, parameters = summary_source(warehouse, as_of)
     sql = (
-        f"{_summary_ctes(as_of)}\n"
+        f"{ctes}\n"
         "SELECT x.1 AS chart, x.2 AS label, sum(x.3) AS value FROM summary\n"
         "ARRAY JOIN arrayConcat(\n"
         "    [('artifacts', 'all', toUInt64(1)), ('artifacts', if(deployed = 1, 'deployed', 'not deployed'), 1),\n"
@@ -365,7 +251,7 @@ def overview_counts(warehouse: Warehouse, *, as_of: datetime | None = None) -> O
         "    arrayMap(e -> ('environment', e, toUInt64(1)), environments)) AS x\n"
         "GROUP BY chart, label"
     )
-    rows = warehouse.query(sql, as_of_parameters(as_of)).result_rows
+    rows = warehouse.query(sql, parameters).result_rows
     charts: dict[str, dict[str, int]] = {}
     for chart, label, value in rows:
         charts.setdefault(str(chart), {})[str(label)] = int(value)

@@ -99,7 +99,7 @@ def test_the_sink_writer_refreshes_the_snapshot_after_a_batch_at_most_every_few_
 ) -> None:
     writer = WarehouseWriter(warehouse, refresh_every=3600)
     writer.write(Triage().events, dedup_token=f"t:{uuid.uuid4()}")
-    assert writer.refreshes == 1 and _snapshots(warehouse) == 1
+    assert writer.refreshes["deployed_now"] == 1 and _snapshots(warehouse) == 1
     rows, digest_hash = warehouse.query("SELECT sum(rows), sum(hash) FROM deployment_change_state").result_rows[0]
     current = warehouse.query(
         "SELECT count() FROM deployed_now_snapshot WHERE change_rows = {r:UInt64} AND change_hash = {h:UInt64}",
@@ -109,22 +109,23 @@ def test_the_sink_writer_refreshes_the_snapshot_after_a_batch_at_most_every_few_
     # Within the interval a new deployment is inserted but not snapshotted; the search stays right.
     later = Events().deploy(digest("late"), minute=120, cluster="late-1")
     writer.write([later], dedup_token=f"t:{uuid.uuid4()}")
-    assert writer.refreshes == 1
+    assert writer.refreshes["deployed_now"] == 1
     assert sorted(deployed_now(warehouse)) == sorted(compute_deployed_now(warehouse))
 
 
 def test_a_deferred_refresh_happens_when_the_sink_finds_nothing_to_write(warehouse: Warehouse) -> None:
-    writer = WarehouseWriter(warehouse, refresh_every=0.2)
+    # No cost share: the interval alone decides (the other test covers the cost-based spacing).
+    writer = WarehouseWriter(warehouse, refresh_every=1.0, cost_share=0.0)
     writer.write(Triage().events, dedup_token=f"t:{uuid.uuid4()}")
     writer.write([Events().deploy(digest("late"), minute=120, cluster="late-1")], dedup_token=f"t:{uuid.uuid4()}")
-    assert writer.refreshes == 1  # the second write fell within the interval
+    assert writer.refreshes["deployed_now"] == 1  # the second write fell within the interval
     writer.idle()
-    assert writer.refreshes == 1  # still within it
-    time.sleep(0.25)
+    assert writer.refreshes["deployed_now"] == 1  # still within it
+    time.sleep(1.05)
     writer.idle()
-    assert writer.refreshes == 2
+    assert writer.refreshes["deployed_now"] == 2
     writer.idle()
-    assert writer.refreshes == 2  # nothing written since: nothing to refresh
+    assert writer.refreshes["deployed_now"] == 2  # nothing written since: nothing to refresh
     rows, digest_hash = warehouse.query("SELECT sum(rows), sum(hash) FROM deployment_change_state").result_rows[0]
     current = warehouse.query(
         "SELECT count() FROM deployed_now_snapshot WHERE change_rows = {r:UInt64} AND change_hash = {h:UInt64}",
