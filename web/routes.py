@@ -133,12 +133,19 @@ class _Web:
     async def run(self, build: Callable[[Warehouse], pages.Page], timer: Timer) -> tuple[pages.Page, int]:
         """A page function and the event count, in a worker thread on that thread's session."""
 
+        queued = time.perf_counter()
+
         def work() -> tuple[pages.Page, int]:
+            # Time waiting for a free thread: grows when more pages are asked for than threads can serve.
+            timer.add("queue", time.perf_counter() - queued)
             warehouse = self.session()
             started = time.perf_counter()
             page = build(warehouse)
-            timer.add("db", time.perf_counter() - started)
-            return page, event_count(warehouse)
+            counted = time.perf_counter()
+            timer.add("db", counted - started)
+            events = event_count(warehouse)
+            timer.add("pulse", time.perf_counter() - counted)
+            return page, events
 
         return await asyncio.to_thread(work)
 
