@@ -5,6 +5,7 @@ linked view."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -241,3 +242,19 @@ def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(s
         for a in query.get("/v1/alerts", params={"q": "runtime-risk:internet-exposed"}).json()["results"]
         if a["vulnerability_id"] == CVE
     ]
+
+    # Once the events stop, the worker's sink brings the artifacts summary snapshot up to date (after an
+    # insert, or when it next finds nothing to write), and the pages' list reads it.
+    current = (
+        "SELECT count() FROM artifact_summary_snapshot WHERE family = '' AND (change_rows, change_hash) = "
+        "(SELECT sum(rows), sum(hash) FROM event_change_state)"
+    )
+
+    def snapshot_current() -> bool:
+        return bool(query.post("/v1/sql", json={"sql": current}).json()["rows"][0][0])
+
+    _wait(snapshot_current, what="the artifacts summary snapshot to catch up with the history")
+    metrics = query.get("/metrics").text
+    assert re.search(r'la_sink_snapshot_refreshes\{snapshot="artifact_summary"\} [1-9]', metrics), metrics
+    listed = query.get("/artifacts", params={"find": "payments-api"})
+    assert listed.status_code == 200 and INDEX in listed.text
