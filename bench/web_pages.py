@@ -10,9 +10,9 @@ API exactly as the worker does, and requests each page in-process. For each page
   floor the page cannot beat;
 - whether p95 is within the budget.
 
-After loading, it refreshes the snapshots as the ClickHouse sink does after its inserts (the artifacts
-summary and deployed-now, migrations 0006 and 0004), so the pages are measured as a quiet system serves
-them. ``--stale`` skips that: every page computes from the views, as while events keep arriving.
+After loading, it refreshes the snapshots as the ClickHouse sink does after its inserts (deployed-now, the
+artifacts summary and the alert context: migrations 0004, 0006 and 0007), so the pages are measured as a
+quiet system serves them. ``--stale`` skips that: every page computes from the views, as while events keep arriving.
 
     .venv/bin/python -m bench.web_pages [--events 10000] [--samples 30] [--warmup 3] [--stale]
 
@@ -39,11 +39,10 @@ from bench._demo_events import demo_events, load
 from bench._harness import latency_summary, machine, say, table, write_result
 from history.alert_filter import parse
 from history.alerts import search_alerts
-from history.artifact_summary import refresh_summary_snapshot
 from history.client import Warehouse
-from history.deployed import refresh_deployed_now
 from history.linked_view import linked_view
 from linked_artifacts.settings import Settings
+from pipeline.history_writer import refresh_snapshots
 from pipeline.query_api import create_query_api
 from web import mount_web
 from web.queries import artifact_list, facets, ingest_rate, overview_counts
@@ -148,10 +147,9 @@ def main() -> None:
         say(f"loaded {len(demo.events):,} demo events ({len(demo.org.repositories)} repositories) in "
             f"{time.monotonic() - started:.1f}s")
         if not args.stale:
-            started = time.monotonic()
-            refresh_deployed_now(warehouse)
-            refresh_summary_snapshot(warehouse)
-            say(f"refreshed the snapshots as the sink does in {time.monotonic() - started:.2f}s")
+            took = refresh_snapshots(warehouse)
+            say("refreshed the snapshots as the sink does: "
+                + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in took.items()))
         settings = Settings(data_dir=Path(scratch), query_token=TOKEN)
         api = create_query_api(settings, warehouse=warehouse)
         local = threading.local()

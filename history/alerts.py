@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from history.alert_filter import CompiledFilter, Node, compile_query, evaluate, parse, render
 from history.client import Warehouse, as_of_parameters, relation
 from history.deployed import compute_deployed, deployed_now
+from history.snapshots import StampedSnapshot
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAX_LIMIT: Final = 1_000
@@ -301,20 +302,27 @@ def rank(
 
     ``families`` (root digests) limits the search to alerts on those artifacts (the linked view). When
     the filter can only match deployed artifacts, only alerts on deployed families are read: the fast
-    path for ``has:deployment runtime-risk:...``.
+    path for ``has:deployment runtime-risk:...``. Without as-of and families, a current alert context
+    snapshot (:data:`SNAPSHOT`) answers instead of either.
     """
     _check_page(limit, offset)
-    if families is None and compiled.requires_deployment and compiled.expr is not None:
-        composed = _rank_deployed(warehouse, compiled.expr, compiled.as_of, limit=limit, offset=offset)
-        if composed is not None:
-            return composed
-    scope: Scope = "families" if families is not None else "deployed" if compiled.requires_deployment else "all"
     parameters: dict[str, Any] = dict(compiled.parameters)
     parameters.update(limit=limit, offset=offset, **as_of_parameters(compiled.as_of))
-    if families is not None:
-        parameters["families"] = list(families)
-    source = context_sql(compiled.as_of, scope=scope, materialize=warehouse.materialized_cte)
-    head, settings = source.rsplit("SETTINGS", 1)
+    generation = SNAPSHOT.current_generation(warehouse) if families is None and compiled.as_of is None else None
+    if generation is not None:
+        # Every alert's context as of the current stamp: the filter, order and page run over stored rows.
+        head, settings = SNAPSHOT.rows_sql(), " join_use_nulls = 0"
+        parameters["snapshot_generation"] = generation
+    else:
+        if families is None and compiled.requires_deployment and compiled.expr is not None:
+            composed = _rank_deployed(warehouse, compiled.expr, compiled.as_of, limit=limit, offset=offset)
+            if composed is not None:
+                return composed
+        scope: Scope = "families" if families is not None else "deployed" if compiled.requires_deployment else "all"
+        if families is not None:
+            parameters["families"] = list(families)
+        source = context_sql(compiled.as_of, scope=scope, materialize=warehouse.materialized_cte)
+        head, settings = source.rsplit("SETTINGS", 1)
     sql = (
         f"SELECT *, count() OVER () AS total_count FROM ({head}) WHERE {compiled.where} "
         f"ORDER BY {_ORDER} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}} SETTINGS{settings}"
@@ -329,6 +337,30 @@ def rank(
     return total, [
         _ranked(offset + i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)
     ]
+
+
+# The columns of context_sql, in the snapshot table's order (migration 0007).
+_CONTEXT_COLUMNS: Final = (
+    "subject", "alert_key", "family", "scope", "alert_repository", "vulnerability_id", "severity", "cvss", "epss",
+    "state", "tool", "package", "title", "updated_at", "event_id", "environments", "runtime_risks", "registries",
+    "registry_hosts", "repositories", "deployed", "severity_points", "cvss_points", "epss_points", "exposure_points",
+    "exposure_environment", "exposure_risks", "environment_points", "score",
+)
+_EVERY_CONTEXT, _CONTEXT_SETTINGS = context_sql(None).rsplit("SETTINGS", 1)
+# Every alert's context now, kept by the sink after its inserts (history.snapshots): the search reads it while
+# no event arrived since.
+SNAPSHOT: Final = StampedSnapshot(
+    table="alert_context_snapshot",
+    columns=_CONTEXT_COLUMNS,
+    marker="subject",
+    compute=_EVERY_CONTEXT,
+    settings=_CONTEXT_SETTINGS.strip(),
+)
+
+
+def refresh_alert_context_snapshot(warehouse: Warehouse) -> bool:
+    """Write an alert context snapshot generation if any event arrived since the newest; True if it did."""
+    return SNAPSHOT.refresh(warehouse)
 
 
 # --- one family, scored in Python (the linked view) ---------------------------------------------------------

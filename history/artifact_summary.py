@@ -7,24 +7,19 @@ linked view lists.
 
 Computing the summary reads seven of history's views (migration 0003) once each and folds ~25 aggregates
 over them. On chDB 26.9 most of that time is *planning* (~125 of ~160 ms on the demo organisation), and it
-grows with every relation the query names. So, as for the deployed-now snapshot (:mod:`history.deployed`),
-a writer keeps the current summary in a snapshot (migration 0006) after each write batch:
-:func:`refresh_summary_snapshot`. A reader (:func:`summary_source`) uses the snapshot only while its change
-stamp equals the current one, which changes with every inserted event, and otherwise computes the summary
-from the views. A stale or missing snapshot costs time, never a wrong answer; point-in-time (as-of) reads
-always compute.
+grows with every relation the query names. So a writer keeps the current summary in a stamped snapshot
+(:mod:`history.snapshots`, migration 0006) after each write batch: :func:`refresh_summary_snapshot`. A reader
+(:func:`summary_source`) uses it only while its change stamp is current, and otherwise computes the summary
+from the views: a stale or missing snapshot costs time, never a wrong answer. As-of reads always compute.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from datetime import datetime
 from typing import Any, Final
 
 from history.client import Warehouse, as_of_parameters, relation
-
-log = logging.getLogger(__name__)
+from history.snapshots import StampedSnapshot
 
 SEVERITY_ORDER: Final = ("critical", "high", "medium", "low", "negligible", "unknown")
 PRODUCTION: Final = ("prod", "production", "prd", "live")  # as the alert ranking (history/alerts.py)
@@ -135,27 +130,6 @@ COLUMNS: Final = (
     "fixed_alerts", "dismissed_alerts", "max_open_cvss", "max_open_epss", "last_activity", "open_alerts",
 )
 
-_STAMP: Final = "SELECT sum(rows), sum(hash) FROM event_change_state"
-# The newest complete generation taken under a stamp (the marker row, family '', is written last).
-_GENERATION_AT: Final = """
-SELECT max(generation), count() FROM artifact_summary_snapshot
-WHERE family = '' AND change_rows = {rows:UInt64} AND change_hash = {hash:UInt64}
-"""
-# The same, for the current stamp, in one round trip (the reader's only extra query).
-_CURRENT_GENERATION: Final = """
-SELECT max(generation), count() FROM artifact_summary_snapshot
-WHERE family = '' AND (change_rows, change_hash) = (SELECT sum(rows), sum(hash) FROM event_change_state)
-"""
-_SNAPSHOT_SUMMARY: Final = f"""WITH
-summary AS
-(
-    SELECT {", ".join(COLUMNS)} FROM artifact_summary_snapshot
-    WHERE generation = {{summary_generation:UInt64}} AND family != ''
-)"""  # noqa: S608 - fixed SQL text; every value is a bound parameter
-# A generation other than the newest complete one is dropped once it is this old: a reader picks a
-# generation and reads it a moment later, and must still find it.
-KEEP_SUPERSEDED_S: Final = 120.0
-
 
 def computed_summary_ctes(as_of: datetime | None) -> str:
     """The summary CTEs over the current-state views, or the as-of views (which bind ``as_of``)."""
@@ -165,80 +139,23 @@ def computed_summary_ctes(as_of: datetime | None) -> str:
     return sql
 
 
+SNAPSHOT: Final = StampedSnapshot(
+    table="artifact_summary_snapshot",
+    columns=COLUMNS,
+    marker="family",
+    compute=f"{computed_summary_ctes(None)}\nSELECT {', '.join(COLUMNS)} FROM summary",
+)
+
+
 def summary_source(warehouse: Warehouse, as_of: datetime | None) -> tuple[str, dict[str, Any]]:
     """``WITH ... summary AS (...)`` and its parameters: the snapshot when it is current, else computed."""
     if as_of is None:
-        generation = current_generation(warehouse)
+        generation = SNAPSHOT.current_generation(warehouse)
         if generation is not None:
-            return _SNAPSHOT_SUMMARY, {"summary_generation": generation}
+            return f"WITH\nsummary AS\n(\n    {SNAPSHOT.rows_sql()}\n)", {"snapshot_generation": generation}
     return computed_summary_ctes(as_of), as_of_parameters(as_of)
 
 
-def current_generation(warehouse: Warehouse) -> int | None:
-    """The snapshot generation taken under the current change stamp, if there is one."""
-    generation, found = warehouse.query(_CURRENT_GENERATION).result_rows[0]
-    return int(generation) if found else None
-
-
-def _stamp(warehouse: Warehouse) -> tuple[int, int]:
-    rows, digest = warehouse.query(_STAMP).result_rows[0]
-    return int(rows or 0), int(digest or 0)
-
-
-def _generation_at(warehouse: Warehouse, stamp: tuple[int, int]) -> int | None:
-    generation, found = warehouse.query(_GENERATION_AT, {"rows": stamp[0], "hash": stamp[1]}).result_rows[0]
-    return int(generation) if found else None
-
-
 def refresh_summary_snapshot(warehouse: Warehouse) -> bool:
-    """Write a snapshot generation if any event arrived since the newest one; True if it did.
-
-    The stamp is read before and after computing: a batch that lands in between leaves the generation
-    without its marker row (the next call writes a new one), so a marked generation never claims a stamp it
-    has not seen. Superseded generations are dropped here too.
-    """
-    before = _stamp(warehouse)
-    if _generation_at(warehouse, before) is not None:
-        return False
-    # Microseconds since the epoch: unique per refresh, and a newer refresh has a larger one.
-    generation = time.time_ns() // 1_000
-    stamp = {"generation": generation, "rows": before[0], "hash": before[1]}
-    columns = ", ".join(COLUMNS)
-    warehouse.command(
-        f"INSERT INTO artifact_summary_snapshot (generation, change_rows, change_hash, {columns})\n"
-        f"{computed_summary_ctes(None)}\n"
-        f"SELECT {{generation:UInt64}}, {{rows:UInt64}}, {{hash:UInt64}}, {columns} FROM summary",
-        stamp,
-    )
-    written = _stamp(warehouse) == before
-    if written:
-        warehouse.command(
-            "INSERT INTO artifact_summary_snapshot (generation, change_rows, change_hash, family) "
-            "VALUES ({generation:UInt64}, {rows:UInt64}, {hash:UInt64}, '')",
-            stamp,
-        )
-    _drop_superseded(warehouse, newest=generation if written else None)
-    return written
-
-
-def _drop_superseded(warehouse: Warehouse, *, newest: int | None) -> None:
-    """Drop every generation but the newest complete one once it is ``KEEP_SUPERSEDED_S`` old.
-
-    Age alone decides, not completeness: with several sinks on one ClickHouse server, a newer unmarked
-    generation may be another sink's refresh still being written.
-    """
-    if newest is None:
-        latest, found = warehouse.query(
-            "SELECT max(generation), count() FROM artifact_summary_snapshot WHERE family = ''"
-        ).result_rows[0]
-        newest = int(latest) if found else None
-    old_before = (time.time() - KEEP_SUPERSEDED_S) * 1_000_000
-    partitions = warehouse.query(
-        "SELECT DISTINCT toUInt64(partition) FROM system.parts "
-        "WHERE database = currentDatabase() AND table = 'artifact_summary_snapshot' AND active"
-    ).result_rows
-    for (value,) in partitions:
-        generation = int(value)
-        if generation != newest and generation < old_before:
-            # A literal: ClickHouse binds no parameter in a partition expression; the value is an int.
-            warehouse.command(f"ALTER TABLE artifact_summary_snapshot DROP PARTITION {generation:d}")
+    """Write a summary snapshot generation if any event arrived since the newest; True if it did."""
+    return SNAPSHOT.refresh(warehouse)

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-import history.artifact_summary as summary
+import history.snapshots as snapshots
 from bench._demo_events import demo_events
 from history.alert_filter import parse
-from history.artifact_summary import current_generation, refresh_summary_snapshot, summary_source
+from history.artifact_summary import SNAPSHOT, refresh_summary_snapshot, summary_source
 from history.client import Warehouse
 from history.rows import insert_events
 from linked_artifacts.events import ArtifactEvent
@@ -48,9 +48,9 @@ def test_the_snapshot_answers_exactly_as_the_views_do(warehouse: Warehouse) -> N
     history = Triage()
     _load(warehouse, history.events)
     computed = _answers(warehouse)
-    assert current_generation(warehouse) is None
+    assert SNAPSHOT.current_generation(warehouse) is None
     assert refresh_summary_snapshot(warehouse)
-    assert current_generation(warehouse) is not None
+    assert SNAPSHOT.current_generation(warehouse) is not None
     assert "artifact_summary_snapshot" in summary_source(warehouse, None)[0]
     assert _answers(warehouse) == computed
     assert computed[0][0].total == 4  # the four families of Triage: the answers compared are not empty
@@ -72,7 +72,7 @@ def test_refresh_writes_a_generation_only_when_an_event_arrived(warehouse: Wareh
     assert len(_generations(warehouse)) == 1
     # Unlike the deployed-now stamp, any kind of event moves this one: an alert changes the counts.
     _load(warehouse, [Events().alert(digest("index"), minute=90, vuln="CVE-2025-9", severity="low")])
-    assert current_generation(warehouse) is None
+    assert SNAPSHOT.current_generation(warehouse) is None
     assert refresh_summary_snapshot(warehouse)
     assert len(_generations(warehouse)) == 2  # the superseded one stays a while for readers that picked it
 
@@ -102,7 +102,7 @@ def test_a_generation_whose_stamp_moved_while_computing_is_never_used(
 ) -> None:
     history = Triage()
     _load(warehouse, history.events)
-    real_stamp = summary._stamp
+    real_stamp = snapshots._stamp
     calls = {"n": 0}
 
     def stamp_then_a_batch_lands(w: Warehouse) -> tuple[int, int]:
@@ -111,10 +111,10 @@ def test_a_generation_whose_stamp_moved_while_computing_is_never_used(
             _load(w, [Events().alert(history.x, minute=96, vuln="CVE-2025-8888", severity="low")])
         return real_stamp(w)
 
-    monkeypatch.setattr(summary, "_stamp", stamp_then_a_batch_lands)
+    monkeypatch.setattr(snapshots, "_stamp", stamp_then_a_batch_lands)
     assert not refresh_summary_snapshot(warehouse)
-    assert current_generation(warehouse) is None  # its rows were written, but never marked complete
-    monkeypatch.setattr(summary, "_stamp", real_stamp)
+    assert SNAPSHOT.current_generation(warehouse) is None  # its rows were written, but never marked complete
+    monkeypatch.setattr(snapshots, "_stamp", real_stamp)
     assert refresh_summary_snapshot(warehouse)
     assert _answers(warehouse)[1].open_alerts == overview_counts_computed(warehouse).open_alerts
 
@@ -130,23 +130,23 @@ def test_superseded_generations_are_dropped_once_old(warehouse: Warehouse, monke
     _load(warehouse, [Events().alert(digest("x"), minute=97, vuln="CVE-2025-1", severity="low")])
     refresh_summary_snapshot(warehouse)
     assert len(_generations(warehouse)) == 2
-    monkeypatch.setattr(summary, "KEEP_SUPERSEDED_S", 0.0)
+    monkeypatch.setattr(snapshots, "KEEP_SUPERSEDED_S", 0.0)
     _load(warehouse, [Events().alert(digest("x"), minute=98, vuln="CVE-2025-2", severity="low")])
     assert refresh_summary_snapshot(warehouse)
-    newest = current_generation(warehouse)
+    newest = SNAPSHOT.current_generation(warehouse)
     assert _generations(warehouse) == [newest]
 
 
 def test_the_sink_writer_refreshes_both_snapshots_and_spaces_refreshes_by_their_cost(warehouse: Warehouse) -> None:
     writer = WarehouseWriter(warehouse, refresh_every=0.0, cost_share=0.0)
     writer.write(Triage().events, dedup_token=f"t:{uuid.uuid4()}")
-    assert writer.refreshes == {"deployed_now": 1, "artifact_summary": 1}
+    assert writer.refreshes == {"deployed_now": 1, "artifact_summary": 1, "alert_context": 1}
     assert writer.refresh_seconds["artifact_summary"] > 0
-    assert current_generation(warehouse) is not None
+    assert SNAPSHOT.current_generation(warehouse) is not None
     # An alert moves only the summary's stamp.
     writer.write([Events().alert(digest("x"), minute=99, vuln="CVE-2025-3", severity="low")],
                  dedup_token=f"t:{uuid.uuid4()}")
-    assert writer.refreshes == {"deployed_now": 1, "artifact_summary": 2}
+    assert writer.refreshes == {"deployed_now": 1, "artifact_summary": 2, "alert_context": 2}
     # With a cost share, the next refresh waits a multiple of what this one took.
     costly = WarehouseWriter(warehouse, refresh_every=0.0, cost_share=1_000.0)
     costly.write([Events().alert(digest("x"), minute=100, vuln="CVE-2025-4", severity="low")],
@@ -155,4 +155,4 @@ def test_the_sink_writer_refreshes_both_snapshots_and_spaces_refreshes_by_their_
                  dedup_token=f"t:{uuid.uuid4()}")
     costly.idle()
     assert costly.refreshes["artifact_summary"] == 1
-    assert current_generation(warehouse) is None  # stale: the pages compute until the next refresh
+    assert SNAPSHOT.current_generation(warehouse) is None  # stale: the pages compute until the next refresh
