@@ -311,7 +311,10 @@ def rank(
     generation = SNAPSHOT.current_generation(warehouse) if families is None and compiled.as_of is None else None
     if generation is not None:
         # Every alert's context as of the current stamp: the filter, order and page run over stored rows.
+        # A filter only deployed artifacts can match reads the deployed rows alone (the table's sort key).
         head, settings = SNAPSHOT.rows_sql(), " join_use_nulls = 0"
+        if compiled.requires_deployment:
+            head += " AND deployed = 1"
         parameters["snapshot_generation"] = generation
     else:
         if families is None and compiled.requires_deployment and compiled.expr is not None:
@@ -353,6 +356,7 @@ SNAPSHOT: Final = StampedSnapshot(
     table="alert_context_snapshot",
     columns=_CONTEXT_COLUMNS,
     marker="subject",
+    marker_where="deployed = 0 AND subject = ''",  # the marker row's deployed is 0: found by the sort key
     compute=_EVERY_CONTEXT,
     settings=_CONTEXT_SETTINGS.strip(),
 )

@@ -30,13 +30,19 @@ KEEP_SUPERSEDED_S: Final = 120.0
 class StampedSnapshot:
     """A snapshot table: its name, the answer's columns, the key column whose ``''`` marks a generation
     complete, and the SELECT that computes the answer now (its output columns named as ``columns``), with the
-    settings it needs."""
+    settings it needs. ``marker_where`` finds the marker row (by the table's sort key, so it reads one
+    granule); by default ``marker = ''``."""
 
     table: str
     columns: tuple[str, ...]
     marker: str
     compute: str
     settings: str = ""
+    marker_where: str = ""
+
+    @property
+    def _marked(self) -> str:
+        return self.marker_where or f"{self.marker} = ''"
 
     def rows_sql(self, parameter: str = "snapshot_generation") -> str:
         """A SELECT of one generation's answer rows; binds ``parameter`` (UInt64) to the generation."""
@@ -48,14 +54,14 @@ class StampedSnapshot:
     def current_generation(self, warehouse: Warehouse) -> int | None:
         """The complete generation taken under the current change stamp, if there is one (one round trip)."""
         generation, found = warehouse.query(
-            f"SELECT max(generation), count() FROM {self.table} WHERE {self.marker} = '' "  # noqa: S608
+            f"SELECT max(generation), count() FROM {self.table} WHERE {self._marked} "  # noqa: S608
             "AND (change_rows, change_hash) = (SELECT sum(rows), sum(hash) FROM event_change_state)"
         ).result_rows[0]
         return int(generation) if found else None
 
     def _generation_at(self, warehouse: Warehouse, stamp: tuple[int, int]) -> int | None:
         generation, found = warehouse.query(
-            f"SELECT max(generation), count() FROM {self.table} WHERE {self.marker} = '' "  # noqa: S608
+            f"SELECT max(generation), count() FROM {self.table} WHERE {self._marked} "  # noqa: S608
             "AND change_rows = {rows:UInt64} AND change_hash = {hash:UInt64}",
             {"rows": stamp[0], "hash": stamp[1]},
         ).result_rows[0]
@@ -99,7 +105,7 @@ class StampedSnapshot:
         """
         if newest is None:
             latest, found = warehouse.query(
-                f"SELECT max(generation), count() FROM {self.table} WHERE {self.marker} = ''"  # noqa: S608
+                f"SELECT max(generation), count() FROM {self.table} WHERE {self._marked}"  # noqa: S608
             ).result_rows[0]
             newest = int(latest) if found else None
         old_before = (time.time() - KEEP_SUPERSEDED_S) * 1_000_000
