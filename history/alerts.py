@@ -34,7 +34,7 @@ artifact's own exposure.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, NamedTuple
 
@@ -470,17 +470,19 @@ def rank_family(
     alerts: Iterable[Mapping[str, Any]],
     context: FamilyContext,
     limit: int,
+    details: Callable[[list[dict[str, Any]]], dict[tuple[str, str], dict[str, Any]]] | None = None,
 ) -> list[RankedAlert]:
     """Rank the alerts of one family (root digest) as :func:`rank` with ``families=[root]`` does.
 
     ``alerts`` are current-state alert rows (the columns of ``alerts_current``) already narrowed to the
     family: non-repository alerts on its digests, and repository alerts of the repositories its builds
-    name. Reads only the page's first-seen times and bodies.
+    name. Reads only the page's first-seen times and bodies, through ``details`` when the caller has them
+    at hand (the linked view: history.family_events), else from the history.
     """
     _check_page(limit, 0)
     rows = sorted((_scored(alert, root, context) for alert in alerts), key=_order_key)[:limit]
-    details = _page_details(warehouse, rows)
-    return [_ranked(i + 1, row, details.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)]
+    found = details(rows) if details is not None else _page_details(warehouse, rows)
+    return [_ranked(i + 1, row, found.get((row["subject"], row["alert_key"]), {})) for i, row in enumerate(rows)]
 
 
 # --- the deployed scope now, composed in Python -------------------------------------------------------------

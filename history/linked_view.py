@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from history.alerts import RankedAlert, family_context, rank_family
 from history.client import Warehouse, as_of_parameters, relation
+from history.family_events import UNTIL, FamilyEvents
 from linked_artifacts.digests import normalise_digest
 
 DEFAULT_HISTORY_LIMIT: Final = 50
@@ -32,7 +33,7 @@ LINKED_ALERT_LIMIT: Final = 100
 MAX_STORAGE_EVENTS: Final = 5_000
 
 # History reads bound by as_of use this; with no as_of they read up to the end of time.
-_UNTIL: Final = "ifNull({until:Nullable(DateTime64(6, 'UTC'))}, toDateTime64('2299-12-31 00:00:00', 6, 'UTC'))"
+_UNTIL: Final = UNTIL
 
 
 def _iso(value: Any) -> Any:
@@ -184,7 +185,9 @@ FROM storage_state WHERE digest IN {ds:Array(String)}
 _LOCATION: Final = ("digest", "registry_url", "repository", "path")
 
 
-def _storage(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None) -> list[dict[str, Any]]:
+def _storage(
+    warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None, events: FamilyEvents | None = None
+) -> list[dict[str, Any]]:
     if as_of is None:
         rows = sorted(
             _latest(warehouse, _STORAGE_NOW, {"ds": list(digests)}, _LOCATION),
@@ -196,7 +199,9 @@ def _storage(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | Non
             "WHERE digest IN {ds:Array(String)} ORDER BY digest, registry_url, repository, path",
             {"ds": list(digests), **as_of_parameters(as_of)},
         )
-    timelines = _location_timelines(_storage_history(warehouse, digests, as_of))
+    timelines = _location_timelines(
+        events.storage_history(MAX_STORAGE_EVENTS) if events else _storage_history(warehouse, digests, as_of)
+    )
     out = []
     for row in rows:
         body = _json(row["body"])
@@ -376,7 +381,9 @@ def _deployment_rows_now(warehouse: Warehouse, digests: Sequence[str]) -> list[d
     return sorted(rows, key=lambda r: (*_slot_of(r)[1:], r["digest"]))
 
 
-def _deployments(warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None) -> list[dict[str, Any]]:
+def _deployments(
+    warehouse: Warehouse, digests: Sequence[str], as_of: datetime | None, events: FamilyEvents | None = None
+) -> list[dict[str, Any]]:
     if as_of is None:
         rows = _deployment_rows_now(warehouse, digests)
     else:
@@ -386,7 +393,10 @@ def _deployments(warehouse: Warehouse, digests: Sequence[str], as_of: datetime |
             "ORDER BY logical_environment, physical_environment, cluster, deployment_name, digest",
             {"ds": list(digests), **as_of_parameters(as_of)},
         )
-    first_seen = _first_seen_in_slots(warehouse, digests, as_of) if rows else {}
+    if not rows:
+        first_seen = {}
+    else:
+        first_seen = events.first_seen_in_slots() if events else _first_seen_in_slots(warehouse, digests, as_of)
     out = []
     for row in rows:
         body = _json(row["body"])
@@ -419,14 +429,21 @@ def _deployments(warehouse: Warehouse, digests: Sequence[str], as_of: datetime |
 
 
 # --- history -----------------------------------------------------------------------------------------
-def _history(warehouse: Warehouse, keys: Sequence[str], as_of: datetime | None, limit: int) -> list[dict[str, Any]]:
-    rows = warehouse.rows(
-        "SELECT event_id, key, kind, source, digest, event_time, ingest_time, delivery_id, body FROM events "
-        "WHERE key IN {keys:Array(String)} "
-        f"AND event_time <= {_UNTIL} "
-        "ORDER BY event_time DESC, event_id DESC LIMIT 1 BY event_id LIMIT {n:UInt32}",
-        {"keys": list(keys), "until": as_of, "n": limit},
-    )
+def _history(
+    warehouse: Warehouse, keys: Sequence[str], as_of: datetime | None, limit: int, events: FamilyEvents | None = None
+) -> list[dict[str, Any]]:
+    if events is not None:
+        rows = events.latest(limit)
+        bodies = events.bodies(warehouse, [r["event_id"] for r in rows])
+        rows = [{**r, "body": bodies[r["event_id"]]} for r in rows]
+    else:
+        rows = warehouse.rows(
+            "SELECT event_id, key, kind, source, digest, event_time, ingest_time, delivery_id, body FROM events "
+            "WHERE key IN {keys:Array(String)} "
+            f"AND event_time <= {_UNTIL} "
+            "ORDER BY event_time DESC, event_id DESC LIMIT 1 BY event_id LIMIT {n:UInt32}",
+            {"keys": list(keys), "until": as_of, "n": limit},
+        )
     return [
         {
             "event_id": r["event_id"],
@@ -469,6 +486,8 @@ def _family_alerts(
     builds: list[dict[str, Any]],
     deployments: list[dict[str, Any]],
     as_of: datetime | None,
+    events: FamilyEvents | None = None,
+    history_ids: Sequence[str] = (),
 ) -> list[RankedAlert]:
     """The family's alerts ranked as the alert search ranks them (``rank(..., families=[root])``), from what
     the view has read already plus one read of the alerts themselves."""
@@ -495,7 +514,11 @@ def _family_alerts(
         if (row["scope"] != "repository" and row["subject"] in own)
         or (row["scope"] == "repository" and row["subject"] in repo_subjects and row["repository"] in built)
     ]
-    return rank_family(warehouse, root=root, alerts=wanted, context=context, limit=LINKED_ALERT_LIMIT)
+    # With the family's events at hand, the page's details come from them, and the bodies of the alerts and
+    # of the recent history (history_ids) in one read.
+    details = (lambda page: events.alert_details(warehouse, page, also=history_ids)) if events else None
+    return rank_family(warehouse, root=root, alerts=wanted, context=context, limit=LINKED_ALERT_LIMIT,
+                       details=details)
 
 
 # --- the view ----------------------------------------------------------------------------------------
@@ -514,20 +537,24 @@ def linked_view(
     history_limit = max(0, min(history_limit, MAX_HISTORY_LIMIT))
     family, member_roots = _family(warehouse, digest, as_of)
     digests = family["digests"]
-    storage = _storage(warehouse, digests, as_of)
     builds = _builds(warehouse, digests, as_of)
-    deployments = _deployments(warehouse, digests, as_of)
     repositories = sorted({b["repository"] for b in builds if b["repository"]})
     repo_keys = ["repo:" + r for r in repositories]
     run_keys = sorted(
         {f"run:{b['repository']}/{b['workflow_run_id']}" for b in builds if b["repository"] and b["workflow_run_id"]}
     )
-    alerts = _family_alerts(warehouse, family["root"], member_roots, storage, builds, deployments, as_of)
+    keys = [*digests, *repo_keys, *run_keys]
+    events = FamilyEvents.read(warehouse, digests=digests, keys=keys, as_of=as_of)
+    storage = _storage(warehouse, digests, as_of, events)
+    deployments = _deployments(warehouse, digests, as_of, events)
+    history_ids = [r["event_id"] for r in events.latest(history_limit)] if events and history_limit else []
+    alerts = _family_alerts(warehouse, family["root"], member_roots, storage, builds, deployments, as_of,
+                            events, history_ids)
     for rows in (storage, deployments):
         for row in rows:
             for private in [k for k in row if k.startswith("_")]:
                 del row[private]
-    history = _history(warehouse, [*digests, *repo_keys, *run_keys], as_of, history_limit) if history_limit else []
+    history = _history(warehouse, keys, as_of, history_limit, events) if history_limit else []
     if not (
         storage or builds or deployments or alerts or history or family["platform_digests"] or family["index_digests"]
     ):

@@ -7,12 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from history.alert_filter import CompiledFilter
 from history.alerts import rank
 from history.client import Warehouse
+from history.family_events import FamilyEvents
 from history.linked_view import linked_view
 from history.rows import insert_events
 from linked_artifacts.events import ArtifactEvent
@@ -60,9 +62,21 @@ def test_current_reads_agree_with_the_views_and_the_ranking(
         reference.close()
 
 
+def _narrow_reads(warehouse: Warehouse, digest_: str, as_of: datetime | None) -> dict[str, Any] | None:
+    """The linked view through its separate, limited reads of the history (as for a family with more than
+    MAX_FAMILY_EVENTS events) instead of one read of the family's events."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FamilyEvents, "read", classmethod(lambda cls, *args, **kwargs: None))
+        return linked_view(warehouse, digest_, as_of=as_of)
+
+
 def _compare(warehouse: Warehouse, reference: Warehouse) -> None:
+    middle = warehouse.query("SELECT quantileExact(0.5)(event_time) FROM events").result_rows[0][0]
     for d in [*_DIGESTS, _I0]:
         view = linked_view(warehouse, d)
+        # One read of the family's events answers as the separate reads do, now and at any time.
+        assert view == _narrow_reads(warehouse, d, None)
+        assert linked_view(warehouse, d, as_of=middle) == _narrow_reads(warehouse, d, middle)
         as_of = linked_view(warehouse, d, as_of=FAR_FUTURE)
         if view is None or as_of is None:
             assert view is None and as_of is None
