@@ -6,11 +6,15 @@ table and its recovery. The merge is ``pipeline.merge`` (pure); batching and coa
 ``pipeline.processor``. The guarantee is at-least-once with idempotent effects: a replayed event merges to
 the same state, and the sink deduplicates by event id.
 
-Why the table is written through ``send_changelog``: Faust refuses ``table[key] = value`` outside per-event
-iteration ("Cannot modify table key from outside of stream iteration"), but a batch (``take_events``) is
-what lets one write per key replace one write per event. Every record of a key arrives on the same partition
-of the events and derived topics, and the changelog is co-partitioned with them, so writing the store and
-its changelog with the record's partition is exactly what a per-event table write does.
+Why the table's store and changelog are written directly: Faust refuses ``table[key] = value`` outside
+per-event iteration ("Cannot modify table key from outside of stream iteration"), but a batch
+(``take_events``) is what lets one write per key replace one write per event. Every record of a key arrives
+on the same partition of the events and derived topics, and the changelog is co-partitioned with them, so
+writing the store and its changelog with the record's partition is exactly what a per-event table write
+does. The changelog record is sent and awaited like every other send of the batch, not through Faust's
+``send_changelog``: that puts it in Faust's producer buffer, whose flush before a commit (and on stop) gives
+up after 0.1 s without a send, so a commit could cover a state the changelog never got. A worker that took
+the partition over then recovered the older state (tests/fault/test_rebalance.py).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class Linker:
         table: Any = self.table  # the serializer attributes are on the implementation, not on TableT
         table.key_serializer = "raw"
         table.value_serializer = "raw"
+        self.changelog_topic_name: str = table.changelog_topic.get_topic_name()
         self.cache: dict[str, LinkedArtifactState] = {}
         # Keys whose outgoing effects were re-sent since this worker got its partitions (see handle()).
         self.refreshed: set[str] = set()
@@ -147,7 +152,7 @@ class Linker:
         for key, (partition, state) in outcome.changed.items():
             data = state.model_dump_json().encode()
             self.table.data[key.encode()] = data
-            self.table.send_changelog(partition, key.encode(), data)
+            await self._send(self.changelog_topic_name, key.encode(), data, partition=partition)
         for key, (_, state) in outcome.touched.items():
             if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh):
                 await self._send(self.enriched_topic_name, key.encode(), self.enriched_encoder.encode(state))
@@ -173,12 +178,12 @@ class Linker:
         self.processed += len(records)
         return batch
 
-    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
+    async def _send(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> None:
         """Straight to the producer: Faust's ``Topic.send`` wraps each record in futures, callbacks and a
-        codec lookup (~8% of the worker in a profile) that raw bytes with default partitioning do not need.
-        The producer is flushed before Faust commits offsets, as for any send."""
+        codec lookup (~8% of the worker in a profile) that raw bytes do not need. ``handle`` awaits every
+        send's delivery before it returns, so before the batch's offsets can be acknowledged."""
         self._pending.append(
-            await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+            await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
         )
 
     def _exchange(self, batch: BatchResult) -> Outcome:
