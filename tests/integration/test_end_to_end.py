@@ -183,19 +183,27 @@ def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(s
         post_all(client, story(tokens))  # idempotent if the other test already told it
     query = httpx.Client(base_url=services.query_url, headers={"Authorization": f"Bearer {tokens['query_token']}"})
 
+    seen: list[dict[str, Any]] = []
+
     def complete() -> dict[str, Any] | None:
+        # The sink makes batches visible one at a time, so wait for the story's end (the aks decommission and
+        # the gke deploy), not for its first deployment; a timeout shows the last view read.
         response = query.get(f"/v1/artifacts/{ARM64}")
         if response.status_code != 200:
             return None
         view: dict[str, Any] = response.json()
+        seen[:] = [view]
         done = (
             view["alerts"]
-            and view["deployments"]
+            and {d["cluster"] for d in view["deployments"]} == {"gke-prod-use-1"}
             and any(b["workflow"]["status"] == "completed" for b in view["builds"])
         )
         return view if done else None
 
-    view = _wait(complete, what="ClickHouse's linked view of the family")
+    try:
+        view = _wait(complete, what="ClickHouse's linked view of the family")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; last view: {seen[-1] if seen else None!r}") from None
     assert view == query.get(f"/v1/artifacts/{ARM64}").json()
     by_index = query.get(f"/v1/artifacts/{INDEX}").json()
     assert by_index["family"] == view["family"]
