@@ -29,6 +29,15 @@ retention, no transactions), so a "gap" there is records not handled yet: counti
 commit past them, and adding them next to their real acknowledgements put duplicates in Faust's list,
 after which its commits advanced one offset per commit. ``install`` ignores gaps on the agent's topics.
 
+Holding a record back keeps it uncommitted, but does not by itself fetch it again: a record dropped after
+the rebalance's seek (fetched under the new assignment but reaching the stream before flow control resumed)
+leaves the fetch position past it. The commit then sticks at that record while the partition goes on: a
+fault test lost 125 events of one partition this way, and a restart would have replayed them. ``refetch``,
+run every second by the worker, seeks such a partition back to its first unhandled record: at once for a
+record the stream dropped, and after a grace period when later records of the partition were handled
+before it (Faust can also drop re-fetched records silently, as already read). Seeking back re-delivers what
+follows too; the merge is idempotent, so that costs time, not correctness.
+
 Last, Faust's choice of the offset to commit is off by one: it accepts acknowledged offsets that start one
 past the committed position, so a record missing right there (dropped in a rebalance, never handled) was
 committed over and lost: a fault test lost exactly such a record. ``install`` computes it strictly: the
@@ -38,12 +47,19 @@ run of handled offsets that starts at the committed position (the next record to
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+
+from faust.types import TP
 
 log = logging.getLogger(__name__)
 
 Offset = tuple[str, int, int]  # topic, partition, offset
+# How long records after a partition's first unhandled one may be handled before it, before ``refetch``
+# seeks back; and the least time between two seeks of one partition. Right after a seek, records that were
+# already fetched past the target still arrive first, so a shorter wait would seek again for nothing.
+REFETCH_GRACE_S: Final = 5.0
 
 
 class HandledRecord(Protocol):
@@ -66,6 +82,12 @@ class HandledOffsets:
         self.held_back = 0  # acknowledgements of records not handled (they stay uncommitted)
         self.rewound = 0  # partitions rewound to their start after a rebalance
         self.gaps_ignored = 0  # offset jumps Faust would have counted as acknowledged (see install)
+        self.refetched = 0  # seeks back to a partition's first unhandled record (see refetch)
+        # The lowest offset per partition that the stream acknowledged without the agent handling it.
+        self._dropped: dict[TP, int] = {}
+        # Per partition: the first unhandled offset seen with handled records after it, and since when.
+        self._stuck: dict[TP, tuple[int, float]] = {}
+        self._last_seek: dict[TP, float] = {}
 
     def handled(self, records: Iterable[HandledRecord]) -> None:
         """The agent is done with these records: their acknowledgements may reach the consumer."""
@@ -85,6 +107,8 @@ class HandledOffsets:
             key = (message.topic, message.partition, message.offset)
             if message.topic in self.topics and key not in self._handled:
                 self.held_back += 1
+                tp = TP(message.topic, message.partition)
+                self._dropped[tp] = min(message.offset, self._dropped.get(tp, message.offset))
                 # Not done, and not in flight either (else a rebalance would wait for it forever).
                 consumer._unacked_messages.discard(message)
                 return False
@@ -124,6 +148,51 @@ class HandledOffsets:
         consumer._add_gap = add_gap_elsewhere
         consumer.seek_to_committed = rewinding_seek_to_committed
         consumer._la_handled_offsets = self
+
+    async def refetch(self, consumer: Any, *, active: bool, now: float | None = None) -> dict[TP, int]:
+        """Seek each of the agent's assigned partitions back to its first unhandled record when that record
+        was dropped (see the module docstring); returns the seeks made. ``active``: flow control is on and no
+        rebalance is under way (a rebalance's own seek comes first, and records dropped meanwhile are seen
+        again afterwards)."""
+        if not active:
+            return {}
+        now = time.monotonic() if now is None else now
+        seeks: dict[TP, int] = {}
+        dropped, self._dropped = self._dropped, {}
+        for tp in consumer.assignment():
+            if tp.topic not in self.topics:
+                continue
+            committed = consumer._committed_offset.get(tp)
+            origin = committed if committed is not None else self._starts.get(tp)
+            acked = consumer._acked.get(tp) or []
+            index = consumer._acked_index.get(tp) or set()
+            if origin is None or origin in index:
+                self._stuck.pop(tp, None)
+                continue  # nothing known yet, or the next commit moves on
+            handled_past = any(offset > origin for offset in acked)
+            stuck_at, since = self._stuck.get(tp, (origin, now))
+            if not handled_past or stuck_at != origin:
+                since = now
+            self._stuck[tp] = (origin, since)
+            if now - self._last_seek.get(tp, -REFETCH_GRACE_S) < REFETCH_GRACE_S:
+                if tp in dropped:
+                    self._dropped[tp] = dropped[tp]  # too soon after the last seek: next time
+                continue
+            was_dropped = dropped.get(tp, -1) >= origin and dropped[tp] not in index
+            if was_dropped or (handled_past and now - since >= REFETCH_GRACE_S):
+                log.warning(
+                    "re-fetching %s[%d] from offset %d: records from there were dropped by the stream "
+                    "(around a rebalance) and never handled",
+                    tp.topic,
+                    tp.partition,
+                    origin,
+                )
+                await consumer.seek(tp, origin)
+                seeks[tp] = origin
+                self._last_seek[tp] = now
+                self._stuck.pop(tp, None)
+                self.refetched += 1
+        return seeks
 
 
 def next_commit(acked: list[int], index: set[int], committed: int | None, start: int | None) -> int | None:

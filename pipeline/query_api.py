@@ -172,6 +172,11 @@ def _metrics_text(ctx: QueryContext) -> str:
             "Offset jumps in the agent's topics that Faust would have counted as acknowledged",
             registry=registry,
         ).set(linker.offsets.gaps_ignored)
+        Gauge(
+            "la_worker_partition_refetches",
+            "Seeks back to a partition's first unhandled record after the stream dropped it (around a rebalance)",
+            registry=registry,
+        ).set(linker.offsets.refetched)
         owned = Gauge(
             "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
         )

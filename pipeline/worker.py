@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
@@ -112,6 +114,11 @@ class Linker:
         self.applied_locally = 0
         self.derived_sent = 0
         self._pending: list[Awaitable[Any]] = []
+        # Who wrote a record, and in which batch: the header ``la-origin`` on everything the linker sends, so
+        # a record on the changelog or the enriched topic can be traced to the worker and batch behind it.
+        self.origin = f"{socket.gethostname()}:{os.getpid()}"
+        self.batches = 0
+        self._headers: list[tuple[str, bytes]] = []
         self.offsets = HandledOffsets((self.events_topic, self.derived_topic_name))
 
     def lookup(self, key: str) -> LinkedArtifactState | None:
@@ -147,6 +154,8 @@ class Linker:
         unchanged: everything is sent before Faust commits the batch's offsets, and a replay re-sends what a
         touched key stands behind (``_exchange``).
         """
+        self.batches += 1
+        self._headers = [("la-origin", f"{self.origin}/{self.batches}".encode())]
         batch = self.processor.process(records, self.lookup)
         outcome = self._exchange(batch)
         for key, (partition, state) in outcome.changed.items():
@@ -174,7 +183,9 @@ class Linker:
                 body=poison.record.value,
                 received_at=datetime.now(tz=UTC),
             )
-            await self.dead.send(key=letter.dead_letter_id.encode(), value=self.dead_codec.encode(letter))
+            await self.dead.send(
+                key=letter.dead_letter_id.encode(), value=self.dead_codec.encode(letter), headers=self._headers
+            )
         self.processed += len(records)
         return batch
 
@@ -183,7 +194,7 @@ class Linker:
         codec lookup (~8% of the worker in a profile) that raw bytes do not need. ``handle`` awaits every
         send's delivery before it returns, so before the batch's offsets can be acknowledged."""
         self._pending.append(
-            await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+            await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=self._headers)
         )
 
     def _exchange(self, batch: BatchResult) -> Outcome:
@@ -237,6 +248,12 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
             await linker.handle(records)
             # Only now may take_events' acknowledgements of this batch mark it done (pipeline.offsets).
             linker.offsets.handled(records)
+
+    @app.timer(1.0)
+    async def refetch_dropped() -> None:
+        # Records the stream dropped around a rebalance are fetched again (pipeline.offsets).
+        active = app.flow_control.is_active() and not app.rebalancing
+        await linker.offsets.refetch(app.consumer, active=active)
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

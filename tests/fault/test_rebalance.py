@@ -68,6 +68,7 @@ def test_partitions_move_between_two_workers_without_losing_or_doubling_state(st
         sender.start()
         # B joins while events flow (A keeps the ClickHouse sink; B shares the stream processing).
         worker_b = start_service(second, "worker", "--no-sink", ready_path="/healthz", port=second.query_port)
+        worker_b_log = worker_b.log_file
         _eventually(
             lambda: (
                 _owned(base.query_port)
@@ -89,7 +90,8 @@ def test_partitions_move_between_two_workers_without_losing_or_doubling_state(st
 
         events = asyncio.run(_all_events(base))
         distinct = {e.event_id for e in events}
-        _converge_published(base, events, report=tmp_path / "published-diff.jsonl")
+        logs = [base.data_dir / "logs" / f"worker-{base.query_port}.log", worker_b_log]
+        _converge_published(base, events, report=tmp_path / "published-diff.jsonl", logs=logs)
         _eventually(
             lambda: (
                 _sql(

@@ -9,7 +9,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from linked_artifacts.events import ArtifactEvent
 from linked_artifacts.settings import Settings
 from pipeline.state import LinkedArtifactState, key_role, state_fingerprint
 from tests.conftest import Stack, free_port, start_service
+from tests.fault import forensics
 from tests.integration.e2e_story import post_all, story
 from tests.unit.pipeline.factory import run_system
 
@@ -178,7 +179,7 @@ def test_worker_stopped_mid_batch_converges_to_the_crash_free_result(stack: Stac
             [len(distinct), len(distinct)]
         ]
 
-        _converge_published(settings, events, report=tmp_path / "published-diff.jsonl")
+        _converge_published(settings, events, report=tmp_path / "published-diff.jsonl", logs=[worker.log_file])
         assert kills >= 3
     finally:
         worker.stop()
@@ -201,7 +202,14 @@ def _published_states(settings: Settings) -> dict[str, LinkedArtifactState]:
     return {k: codec.decode(v) for k, v in latest.items()}
 
 
-def _converge_published(settings: Settings, events: list[ArtifactEvent], *, report: Path, timeout: float = 120) -> None:
+def _converge_published(
+    settings: Settings,
+    events: list[ArtifactEvent],
+    *,
+    report: Path,
+    timeout: float = 120,
+    logs: Sequence[Path] = (),
+) -> None:
     """Wait until the enriched topic holds exactly the crash-free states; on timeout, write both sides of
     every differing digest to ``report`` and fail with a summary, so a rare miss can be diagnosed."""
     expected = {k: s for k, s in run_system(events, max_steps=10_000_000).items() if key_role(k) == "digest"}
@@ -222,11 +230,23 @@ def _converge_published(settings: Settings, events: list[ArtifactEvent], *, repo
         mine, theirs = got[k].model_dump(mode="json"), expected[k].model_dump(mode="json")
         fields = sorted(f for f in set(mine) | set(theirs) if mine.get(f) != theirs.get(f))
         lines.append(json.dumps({"key": k, "fields": fields, "published": mine, "expected": theirs}, default=str))
-    report.write_text("\n".join(lines))
+    lacking = {k: set(expected[k].event_ids) - set(got[k].event_ids) for k in differ}
+    history = forensics.timeline(settings, differ + missing, lacking)
+    located = forensics.where_events_are(settings, set().union(*lacking.values()))
+    worker_lines = [
+        f"{log.name}: {line}"
+        for log in logs
+        if log.is_file()
+        for line in log.read_text(errors="replace").splitlines()
+        if any(word in line for word in ("assigned partitions", "Discarded commit", "rewinding", "ERROR", "WARN"))
+    ]
+    report.write_text("\n".join([*lines, *map(json.dumps, located), *map(json.dumps, history), *worker_lines]))
     first = json.loads(lines[0])["fields"] if lines else []
+    shown = "\n".join(json.dumps(row) for row in [*located, *history][:60])
     raise AssertionError(
         f"published states never equalled the crash-free states: {len(missing)} digests missing, "
-        f"{len(extra)} unexpected, {len(differ)} differ (first differs in {first}); details in {report}"
+        f"{len(extra)} unexpected, {len(differ)} differ (first differs in {first}); details in {report}\n"
+        f"lacking: { {k: sorted(v) for k, v in lacking.items()} }\n{shown}\n" + "\n".join(worker_lines[-30:])
     )
 
 

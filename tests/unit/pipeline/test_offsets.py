@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from faust.types import TP
 
-from pipeline.offsets import HandledOffsets, next_commit
+from pipeline.offsets import REFETCH_GRACE_S, HandledOffsets, next_commit
 from pipeline.processor import Record
 
 
@@ -30,6 +30,10 @@ class FakeConsumer:
         self._committed_offset: dict[TP, int | None] = {}
         self._acked: dict[TP, list[int]] = {}
         self._acked_index: dict[TP, set[int]] = {}
+        self.assigned: set[TP] = set()
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
 
     def _new_offset(self, tp: TP) -> int | None:
         return -1  # Faust's own choice, kept for topics that are not the agent's
@@ -146,3 +150,65 @@ def test_the_wrapped_consumer_uses_the_strict_commit_for_the_agents_topics_only(
     consumer._acked[events], consumer._acked_index[events] = [0, 1, 3], {0, 1, 3}
     assert consumer._new_offset(events) == 2
     assert consumer._new_offset(changelog) == -1
+
+
+EVENTS_0 = TP("la.artifact-events", 0)
+
+
+def _refetch(offsets: HandledOffsets, consumer: FakeConsumer, *, at: float, active: bool = True) -> dict[TP, int]:
+    consumer.seeks.clear()
+    seeks = asyncio.run(offsets.refetch(consumer, active=active, now=at))
+    assert seeks == consumer.seeks
+    return seeks
+
+
+def test_a_record_the_stream_dropped_is_fetched_again_from_the_first_unhandled_one() -> None:
+    # The fault test's case: records 224-348 of a partition reached the stream after the rebalance's seek,
+    # were dropped, and the worker went on from 349 while the commit stuck at 224.
+    offsets, consumer = _installed(FakeConsumer({}, {}))
+    consumer.assigned = {EVENTS_0, TP("worker-linked-state-changelog", 0)}
+    consumer._committed_offset[EVENTS_0] = 224
+    assert consumer.ack(Message("la.artifact-events", 0, 230)) is False  # dropped
+
+    assert _refetch(offsets, consumer, at=100.0, active=False) == {}  # not while a rebalance is under way
+    assert _refetch(offsets, consumer, at=100.5) == {EVENTS_0: 224}  # from the first unhandled record
+    assert offsets.refetched == 1
+    assert _refetch(offsets, consumer, at=101.5) == {}  # once
+
+
+def test_handled_records_past_an_unhandled_one_seek_back_after_the_grace_period() -> None:
+    # A record dropped without an acknowledgement (Faust drops a re-fetched record below its read offset).
+    offsets, consumer = _installed(FakeConsumer({}, {}))
+    consumer.assigned = {EVENTS_0}
+    consumer._committed_offset[EVENTS_0] = 50
+    consumer._acked[EVENTS_0], consumer._acked_index[EVENTS_0] = [51, 52], {51, 52}
+
+    assert _refetch(offsets, consumer, at=10.0) == {}
+    assert _refetch(offsets, consumer, at=10.0 + REFETCH_GRACE_S / 2) == {}  # records may still be on their way
+    assert _refetch(offsets, consumer, at=10.0 + REFETCH_GRACE_S) == {EVENTS_0: 50}
+    # Right after a seek, records fetched earlier still arrive first: no second seek within the grace period.
+    assert _refetch(offsets, consumer, at=11.0 + REFETCH_GRACE_S) == {}
+    consumer.ack(Message("la.artifact-events", 0, 53))
+    assert _refetch(offsets, consumer, at=12.0 + REFETCH_GRACE_S) == {}
+
+
+def test_nothing_is_fetched_again_when_the_first_unhandled_record_is_handled_or_in_order() -> None:
+    offsets, consumer = _installed(FakeConsumer({}, {}))
+    consumer.assigned = {EVENTS_0}
+    consumer._committed_offset[EVENTS_0] = 50
+    # Records in order, none handled past the first: a batch on its way, not a drop.
+    assert _refetch(offsets, consumer, at=0.0) == {}
+    assert _refetch(offsets, consumer, at=60.0) == {}
+    # The first record handled: the next commit moves on.
+    consumer._acked[EVENTS_0], consumer._acked_index[EVENTS_0] = [50, 52], {50, 52}
+    assert _refetch(offsets, consumer, at=120.0) == {}
+    # A stale second acknowledgement of a handled record (held back) is not a drop: no seek at once.
+    consumer._acked[EVENTS_0], consumer._acked_index[EVENTS_0] = [52], {52}
+    offsets.handled([Record("la.artifact-events", 0, 52, None, b"")])
+    assert consumer.ack(Message("la.artifact-events", 0, 52)) is True
+    assert consumer.ack(Message("la.artifact-events", 0, 52)) is False
+    assert _refetch(offsets, consumer, at=180.0) == {}
+    # A partition of another worker, or without a known position: nothing to do.
+    consumer.assigned = set()
+    consumer.ack(Message("la.artifact-events", 0, 70))
+    assert _refetch(offsets, consumer, at=240.0) == {}
