@@ -73,7 +73,13 @@ def _server_properties(settings: Settings, data: Path) -> str:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id (22 URL-safe base64 characters). Never one starting with '-': the storage
+    tool's argument parser reads that as an option and fails ("--cluster-id: expected one argument"), as one
+    in 64 first runs did; Kafka's own ``Uuid.randomUuid`` skips those ids for the same reason."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 class LocalKafka:
