@@ -149,6 +149,25 @@ class HandledOffsets:
         consumer.seek_to_committed = rewinding_seek_to_committed
         consumer._la_handled_offsets = self
 
+    def commit_lag(self, consumer: Any) -> dict[TP, int]:
+        """Records past the committed position of each assigned partition of the agent's topics: one that
+        grows while records arrive is a partition falling behind; one that stays up while the partition is
+        quiet, a commit that is stuck (what ``refetch`` repairs)."""
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet, or stopping: nothing to report
+            return {}
+        lag: dict[TP, int] = {}
+        for tp in assigned:
+            if tp.topic not in self.topics:
+                continue
+            high = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)
+            origin = committed if committed is not None else self._starts.get(tp, 0)
+            if high is not None:
+                lag[tp] = max(0, high - origin)
+        return lag
+
     async def refetch(self, consumer: Any, *, active: bool, now: float | None = None) -> dict[TP, int]:
         """Seek each of the agent's assigned partitions back to its first unhandled record when that record
         was dropped (see the module docstring); returns the seeks made. ``active``: flow control is on and no

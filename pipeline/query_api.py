@@ -177,6 +177,14 @@ def _metrics_text(ctx: QueryContext) -> str:
             "Seeks back to a partition's first unhandled record after the stream dropped it (around a rebalance)",
             registry=registry,
         ).set(linker.offsets.refetched)
+        lag = Gauge(
+            "la_worker_partition_commit_lag",
+            "Records past the committed offset, per partition of the events and derived topics this worker owns",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        for tp, records in sorted(linker.offsets.commit_lag(linker.app.consumer).items()):
+            lag.labels(topic=tp.topic, partition=str(tp.partition)).set(records)
         owned = Gauge(
             "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
         )

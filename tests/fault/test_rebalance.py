@@ -24,6 +24,11 @@ def _owned(port: int) -> set[int]:
     return {int(p) for p in re.findall(r'la_worker_partition_assigned\{partition="(\d+)"\} 1\.0', text)}
 
 
+def _commit_lags(port: int) -> list[float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return [float(v) for v in re.findall(r"la_worker_partition_commit_lag\{[^}]*\} ([0-9.e+]+)", text)]
+
+
 def test_partitions_move_between_two_workers_without_losing_or_doubling_state(stack: Stack, tmp_path: Any) -> None:
     base = stack.settings.model_copy(
         update={
@@ -102,6 +107,12 @@ def test_partitions_move_between_two_workers_without_losing_or_doubling_state(st
                 == [[len(distinct)] * 2]
             ),
             what="ClickHouse to hold every event exactly once",
+        )
+        # Every record handled is committed too: no partition's commit stays behind (a dropped record
+        # would hold it, pipeline/offsets.py).
+        _eventually(
+            lambda: (lags := _commit_lags(base.query_port)) != [] and not any(lags),
+            what="worker A's commits to catch up on every partition",
         )
         assert split[0] and split[1]
     finally:

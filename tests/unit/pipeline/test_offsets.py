@@ -35,6 +35,9 @@ class FakeConsumer:
     def assignment(self) -> set[TP]:
         return self.assigned
 
+    def highwater(self, tp: TP) -> int | None:
+        return self.positions.get(tp)
+
     def _new_offset(self, tp: TP) -> int | None:
         return -1  # Faust's own choice, kept for topics that are not the agent's
 
@@ -212,3 +215,12 @@ def test_nothing_is_fetched_again_when_the_first_unhandled_record_is_handled_or_
     consumer.assigned = set()
     consumer.ack(Message("la.artifact-events", 0, 70))
     assert _refetch(offsets, consumer, at=240.0) == {}
+
+
+def test_the_commit_lag_counts_the_records_past_the_committed_position_per_partition() -> None:
+    derived_1, changelog_0 = TP("la.derived", 1), TP("worker-linked-state-changelog", 0)
+    consumer = FakeConsumer({}, {EVENTS_0: 513, derived_1: 40, changelog_0: 900})
+    offsets, _ = _installed(consumer)
+    consumer.assigned = {EVENTS_0, derived_1, changelog_0, TP("la.derived", 2)}  # derived[2]: no highwater yet
+    consumer._committed_offset[EVENTS_0] = 224  # stuck, as in the fault test's failure
+    assert offsets.commit_lag(consumer) == {EVENTS_0: 289, derived_1: 40}
