@@ -160,15 +160,17 @@ def test_story_converges_to_the_expected_linked_view_on_the_enriched_topic(servi
     # Links: both platforms, and the deployment context reaches each platform digest.
     assert {d["digest"] for d in view["linked_digests"]} == {AMD64, ARM64}
     for platform in (AMD64, ARM64):
-        platform_view = _wait(
-            lambda p=platform: (
-                (r := query.get(f"/v1/state/{p}")).status_code == 200
+
+        def context_reached(p: str = platform) -> Any:
+            r = query.get(f"/v1/state/{p}")
+            return (
+                r.status_code == 200
                 and _effective_deployments(r.json()).get(GKE) == (True, "deployed")
                 and [len(d["history"]) for d in r.json()["effective"]["deployments"] if d["slot"] == AKS] == [3]
                 and r.json()
-            ),
-            what=f"deployment context on {platform}, with every aks change",
-        )
+            )
+
+        platform_view = _wait(context_reached, what=f"deployment context on {platform}, with every aks change")
         assert _effective_deployments(platform_view)[AKS] == (False, "decommissioned")
 
     # The enriched topic's latest record per digest is exactly the worker's state.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 
 from linked_artifacts import avro_schema
-from linked_artifacts.avro import AvroCodec
+from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent
 from pipeline.processor import Processor, Record, exchange
 from pipeline.state import LinkedArtifactState
@@ -29,9 +29,9 @@ class _OneSchemaRegistry:
 
 def _processor() -> tuple[Processor, AvroCodec[ArtifactEvent]]:
     codec = AvroCodec(
-        _OneSchemaRegistry(),
+        cast(SchemaRegistry, _OneSchemaRegistry()),
         subject="t",
-        schema_name="artifact_event",  # type: ignore[arg-type]
+        schema_name="artifact_event",
         model=ArtifactEvent,
     )
     return Processor(events_topic="events", derived_topic="derived", codec=codec), codec
