@@ -34,9 +34,10 @@ the rebalance's seek (fetched under the new assignment but reaching the stream b
 leaves the fetch position past it. The commit then sticks at that record while the partition goes on: a
 fault test lost 125 events of one partition this way, and a restart would have replayed them. ``refetch``,
 run every second by the worker, seeks such a partition back to its first unhandled record: at once for a
-record the stream dropped, and after a grace period when later records of the partition were handled
-before it (Faust can also drop re-fetched records silently, as already read). Seeking back re-delivers what
-follows too; the merge is idempotent, so that costs time, not correctness.
+record the stream dropped, after a grace period when later records of the partition were handled before
+it (Faust can also drop re-fetched records silently, as already read), and after a longer wait when the
+partition has records past its commit and none of them gets handled (such a record dropped last).
+Seeking back re-delivers what follows too; the merge is idempotent, so that costs time, not correctness.
 
 Last, Faust's choice of the offset to commit is off by one: it accepts acknowledged offsets that start one
 past the committed position, so a record missing right there (dropped in a rebalance, never handled) was
@@ -60,6 +61,10 @@ Offset = tuple[str, int, int]  # topic, partition, offset
 # seeks back; and the least time between two seeks of one partition. Right after a seek, records that were
 # already fetched past the target still arrive first, so a shorter wait would seek again for nothing.
 REFETCH_GRACE_S: Final = 5.0
+# How long a partition's commit may stay at a record while the partition has records past it and none past
+# it is handled, before ``refetch`` seeks back: a record dropped last, with nothing after it to show the
+# gap. Far longer than a record waits in Faust's buffers behind other partitions' batches (seconds).
+REFETCH_STALL_S: Final = 3 * REFETCH_GRACE_S
 
 
 class HandledRecord(Protocol):
@@ -85,7 +90,7 @@ class HandledOffsets:
         self.refetched = 0  # seeks back to a partition's first unhandled record (see refetch)
         # The lowest offset per partition that the stream acknowledged without the agent handling it.
         self._dropped: dict[TP, int] = {}
-        # Per partition: the first unhandled offset seen with handled records after it, and since when.
+        # Per partition: the committed position (first unhandled offset) last seen, and since when.
         self._stuck: dict[TP, tuple[int, float]] = {}
         self._last_seek: dict[TP, float] = {}
 
@@ -190,15 +195,18 @@ class HandledOffsets:
                 continue  # nothing known yet, or the next commit moves on
             handled_past = any(offset > origin for offset in acked)
             stuck_at, since = self._stuck.get(tp, (origin, now))
-            if not handled_past or stuck_at != origin:
+            if stuck_at != origin:
                 since = now
             self._stuck[tp] = (origin, since)
+            high = consumer.highwater(tp)
+            behind = high is not None and high > origin
             if now - self._last_seek.get(tp, -REFETCH_GRACE_S) < REFETCH_GRACE_S:
                 if tp in dropped:
                     self._dropped[tp] = dropped[tp]  # too soon after the last seek: next time
                 continue
             was_dropped = dropped.get(tp, -1) >= origin and dropped[tp] not in index
-            if was_dropped or (handled_past and now - since >= REFETCH_GRACE_S):
+            waited = now - since
+            if was_dropped or (handled_past and waited >= REFETCH_GRACE_S) or (behind and waited >= REFETCH_STALL_S):
                 log.warning(
                     "re-fetching %s[%d] from offset %d: records from there were dropped by the stream "
                     "(around a rebalance) and never handled",

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from faust.types import TP
 
-from pipeline.offsets import REFETCH_GRACE_S, HandledOffsets, next_commit
+from pipeline.offsets import REFETCH_GRACE_S, REFETCH_STALL_S, HandledOffsets, next_commit
 from pipeline.processor import Record
 
 
@@ -224,3 +224,18 @@ def test_the_commit_lag_counts_the_records_past_the_committed_position_per_parti
     consumer.assigned = {EVENTS_0, derived_1, changelog_0, TP("la.derived", 2)}  # derived[2]: no highwater yet
     consumer._committed_offset[EVENTS_0] = 224  # stuck, as in the fault test's failure
     assert offsets.commit_lag(consumer) == {EVENTS_0: 289, derived_1: 40}
+
+
+def test_a_commit_that_stays_behind_the_partitions_end_seeks_back_after_the_stall_wait() -> None:
+    # The last record of a partition dropped without an acknowledgement: nothing after it shows the gap.
+    offsets, consumer = _installed(FakeConsumer({}, {EVENTS_0: 61}))
+    consumer.assigned = {EVENTS_0}
+    consumer._committed_offset[EVENTS_0] = 60
+    assert _refetch(offsets, consumer, at=0.0) == {}
+    assert _refetch(offsets, consumer, at=REFETCH_STALL_S - 1) == {}  # may still be in Faust's buffers
+    assert _refetch(offsets, consumer, at=REFETCH_STALL_S) == {EVENTS_0: 60}
+    # A commit that moves is not stuck, however long the partition stays behind its end.
+    consumer.positions[EVENTS_0] = 500
+    for step in range(1, 5):
+        consumer._committed_offset[EVENTS_0] = 60 + step * 10
+        assert _refetch(offsets, consumer, at=REFETCH_STALL_S * (1 + step)) == {}
