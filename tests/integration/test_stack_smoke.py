@@ -92,6 +92,9 @@ async def test_framed_event_round_trips_through_broker_and_registry(stack: Stack
     )
     assert record.key == DIGEST.encode()
     assert reader.decode(record.value) == event
+    # The registry hands back exactly the schema we registered, so records are read without a schema
+    # resolution per record (AvroCodec._reader_for).
+    assert reader._readers == {codec.schema_id: None}
 
 
 def test_clickhouse_repeated_insert_with_same_token_adds_no_rows(clickhouse_dsn: str) -> None:
