@@ -154,6 +154,11 @@ class HandledOffsets:
         consumer.seek_to_committed = rewinding_seek_to_committed
         consumer._la_handled_offsets = self
 
+    def _origin(self, consumer: Any, tp: TP) -> int | None:
+        """The partition's committed position (its next record to handle), or where it was rewound to."""
+        committed: int | None = consumer._committed_offset.get(tp)
+        return committed if committed is not None else self._starts.get(tp)
+
     def commit_lag(self, consumer: Any) -> dict[TP, int]:
         """Records past the committed position of each assigned partition of the agent's topics: one that
         grows while records arrive is a partition falling behind; one that stays up while the partition is
@@ -167,10 +172,8 @@ class HandledOffsets:
             if tp.topic not in self.topics:
                 continue
             high = consumer.highwater(tp)
-            committed = consumer._committed_offset.get(tp)
-            origin = committed if committed is not None else self._starts.get(tp, 0)
             if high is not None:
-                lag[tp] = max(0, high - origin)
+                lag[tp] = max(0, high - (self._origin(consumer, tp) or 0))
         return lag
 
     async def refetch(self, consumer: Any, *, active: bool, now: float | None = None) -> dict[TP, int]:
@@ -186,8 +189,7 @@ class HandledOffsets:
         for tp in consumer.assignment():
             if tp.topic not in self.topics:
                 continue
-            committed = consumer._committed_offset.get(tp)
-            origin = committed if committed is not None else self._starts.get(tp)
+            origin = self._origin(consumer, tp)
             acked = consumer._acked.get(tp) or []
             index = consumer._acked_index.get(tp) or set()
             if origin is None or origin in index:

@@ -20,21 +20,22 @@ pytestmark = pytest.mark.integration
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _event() -> ArtifactEvent:
+def storage_event(digest: str = DIGEST, *, repository: str = "docker-prod-local") -> ArtifactEvent:
+    """A pushed image's storage event, with a fresh event id."""
     now = datetime(2026, 5, 5, 10, 11, 12, 123456, tzinfo=UTC)
     return ArtifactEvent(
         event_id="e-" + uuid.uuid4().hex,
-        key=DIGEST,
+        key=digest,
         kind="storage",
         source="artifactory",
-        digest=DIGEST,
+        digest=digest,
         event_time=now,
         ingest_time=now,
         delivery_id="d-1",
         storage=StorageBody(
             registry="jfrog-artifactory",
             registry_url="https://acme.jfrog.io/artifactory/",
-            repository="docker-prod-local",
+            repository=repository,
             path="acme/payments-api/1.42.0/list.manifest.json",
             tags=["1.42.0"],
             action="pushed",
@@ -66,7 +67,7 @@ async def test_framed_event_round_trips_through_broker_and_registry(stack: Stack
         schema_name="artifact_event",
         model=ArtifactEvent,
     )
-    event = _event()
+    event = storage_event()
     payload = codec.encode(event)
     assert payload[0] == 0 and int.from_bytes(payload[1:5], "big") == codec.schema_id
 

@@ -10,40 +10,17 @@ import asyncio
 import struct
 import time
 import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from linked_artifacts.events import ArtifactEvent, StorageBody
 from linked_artifacts.topics import dead_letter_topic, events_topic
 from tests.conftest import Services
 from tests.integration.test_connectors_kafka import codecs, header, read_topic
+from tests.integration.test_stack_smoke import storage_event
 
 pytestmark = pytest.mark.integration
-
-
-def _event(digest: str) -> ArtifactEvent:
-    now = datetime.now(tz=UTC)
-    return ArtifactEvent(
-        event_id="e-" + uuid.uuid4().hex,
-        key=digest,
-        kind="storage",
-        source="artifactory",
-        digest=digest,
-        event_time=now,
-        ingest_time=now,
-        delivery_id="d-" + uuid.uuid4().hex[:8],
-        storage=StorageBody(
-            registry="jfrog-artifactory",
-            registry_url="https://acme.jfrog.io/artifactory/",
-            repository="poison-test",
-            path=f"acme/poison/{digest[-8:]}/manifest.json",
-            tags=["1.0.0"],
-            action="pushed",
-        ),
-    )
 
 
 async def test_poison_records_are_dead_lettered_with_their_reason_and_the_partition_goes_on(
@@ -52,7 +29,7 @@ async def test_poison_records_are_dead_lettered_with_their_reason_and_the_partit
     settings = services.settings
     events_codec, dead_codec = codecs(settings)
     digest = "sha256:" + uuid.uuid4().hex + uuid.uuid4().hex
-    good = _event(digest)
+    good = storage_event(digest, repository="poison-test")
     framed = events_codec.encode(good)
     not_avro = b"not an avro frame " + uuid.uuid4().hex.encode()
     truncated = framed[: struct.calcsize(">bI") + 3]  # our schema id, then a body cut short
