@@ -196,12 +196,17 @@ class HandledOffsets:
                 self._stuck.pop(tp, None)
                 continue  # nothing known yet, or the next commit moves on
             handled_past = any(offset > origin for offset in acked)
+            high = consumer.highwater(tp)
+            behind = high is not None and high > origin
+            if not (behind or handled_past or tp in dropped):
+                # The clock runs only while records wait past the commit: a partition idle at its end for an
+                # hour is not stuck when a record arrives (a CI run saw exactly that false seek).
+                self._stuck.pop(tp, None)
+                continue
             stuck_at, since = self._stuck.get(tp, (origin, now))
             if stuck_at != origin:
                 since = now
             self._stuck[tp] = (origin, since)
-            high = consumer.highwater(tp)
-            behind = high is not None and high > origin
             if now - self._last_seek.get(tp, -REFETCH_GRACE_S) < REFETCH_GRACE_S:
                 if tp in dropped:
                     self._dropped[tp] = dropped[tp]  # too soon after the last seek: next time

@@ -239,3 +239,15 @@ def test_a_commit_that_stays_behind_the_partitions_end_seeks_back_after_the_stal
     for step in range(1, 5):
         consumer._committed_offset[EVENTS_0] = 60 + step * 10
         assert _refetch(offsets, consumer, at=REFETCH_STALL_S * (1 + step)) == {}
+
+
+def test_a_partition_idle_at_its_end_is_not_stuck_when_a_record_arrives() -> None:
+    offsets, consumer = _installed(FakeConsumer({}, {EVENTS_0: 201}))
+    consumer.assigned = {EVENTS_0}
+    consumer._committed_offset[EVENTS_0] = 201  # everything handled and committed
+    for minute in range(10):
+        assert _refetch(offsets, consumer, at=60.0 * minute) == {}
+    consumer.positions[EVENTS_0] = 204  # three records arrive; the agent gets to them within seconds
+    assert _refetch(offsets, consumer, at=600.5) == {}
+    assert _refetch(offsets, consumer, at=600.0 + REFETCH_STALL_S - 1) == {}
+    assert _refetch(offsets, consumer, at=600.0 + REFETCH_STALL_S + 1) == {EVENTS_0: 201}  # still never handled
