@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
 import time
@@ -28,7 +29,7 @@ import fastavro
 
 from bench._payloads import BatchPlan, Signer, batch_workload
 from bench.webhook_ingest import parse_locally
-from linked_artifacts import avro_schema
+from linked_artifacts import avro_schema, gc_tuning
 from linked_artifacts.avro import AvroCodec
 from linked_artifacts.events import ArtifactEvent
 from pipeline.enriched import StateEncoder
@@ -145,11 +146,25 @@ def main() -> None:
         "(default); topic: every derived message makes a trip through the (simulated) derived topic",
     )
     parser.add_argument("--profile", action="store_true", help="print the 30 costliest functions")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's default garbage-collector thresholds instead of the worker's "
+        "(linked_artifacts.gc_tuning), to measure what the tuning is worth",
+    )
     args = parser.parse_args()
     avro_schema.load("artifact_event")
+    if not args.default_gc:
+        # As the worker process does, after start-up. Before the events are made, so they are not frozen:
+        # the worker's records are not.
+        gc_tuning.tune_for_service()
     print(f"parsing {args.events:,} events with the connectors' parsers ...", flush=True)
     events = canonical_events(args.events, args.seed)
-    print(f"feeding {len(events):,} events in batches of {args.batch:,} ...", flush=True)
+    print(
+        f"feeding {len(events):,} events in batches of {args.batch:,}, garbage-collector thresholds "
+        f"{gc.get_threshold()} ...",
+        flush=True,
+    )
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()

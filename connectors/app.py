@@ -47,6 +47,7 @@ from connectors.endpoints import BODY_SCHEMAS, BY_NAME, ENDPOINTS, GITHUB_SCAN_E
 from connectors.jsonlimits import parse_json
 from connectors.metrics import ConnectorMetrics
 from connectors.publisher import RETRY_AFTER_S, EventPublisher, KafkaPublisher, PublisherUnavailable
+from linked_artifacts import gc_tuning
 from linked_artifacts.digests import InvalidDigest, normalise_digest
 from linked_artifacts.settings import Settings
 
@@ -854,4 +855,6 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     """Blocking entry point: ``linked-artifacts connectors``."""
-    uvicorn.Server(uvicorn_config(settings)).run()
+    server = uvicorn.Server(uvicorn_config(settings))
+    gc_tuning.tune_for_service()
+    server.run()

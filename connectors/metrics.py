@@ -9,8 +9,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+from linked_artifacts import gc_tuning
 
 # Produce latency: a healthy local broker acks in a few ms; the top bucket is the publish deadline (8 s).
 PRODUCE_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0)
@@ -20,6 +23,8 @@ class ConnectorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        gc_tuning.register_threshold_gauge(self.registry)
         PlatformCollector(registry=self.registry)
         self.requests = Counter(
             "linked_artifacts_connector_requests",

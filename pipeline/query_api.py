@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.process_collector import ProcessCollector
 from pydantic import BaseModel, Field
 
+from linked_artifacts import gc_tuning
 from linked_artifacts.digests import InvalidDigest, normalise_digest
 from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.settings import Settings
@@ -142,6 +145,11 @@ def _health_routes(api: FastAPI, ctx: QueryContext) -> None:
 
 def _metrics_text(ctx: QueryContext) -> str:
     registry = CollectorRegistry()
+    # The process's CPU, memory and garbage-collector sweeps (linked_artifacts.gc_tuning): a worker that
+    # slows down for no visible reason may be collecting a heap grown too large.
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    gc_tuning.register_threshold_gauge(registry)
     linker, sink = ctx.linker, ctx.sink
     if linker is not None:
         Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)

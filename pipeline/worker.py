@@ -30,7 +30,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
-from linked_artifacts import bootstrap, topics
+from linked_artifacts import bootstrap, gc_tuning, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import Settings
@@ -315,4 +315,5 @@ def run(settings: Settings, *, with_sink: bool = True, with_api: bool = True) ->
     bootstrap.bootstrap(settings)
     app, _ = create_app(settings, with_sink=with_sink, with_api=with_api)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    gc_tuning.tune_for_service()
     worker.execute_from_commandline()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from linked_artifacts import bootstrap, topics
+from linked_artifacts import bootstrap, gc_tuning, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from pipeline.derive import linked_view
 from pipeline.state import LinkedArtifactState
@@ -266,5 +266,9 @@ def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(s
     _wait(snapshot_current, what="the artifacts summary snapshot to catch up with the history")
     metrics = query.get("/metrics").text
     assert re.search(r'la_sink_snapshot_refreshes\{snapshot="artifact_summary"\} [1-9]', metrics), metrics
+    # The worker runs with the services' garbage-collector tuning (linked_artifacts.gc_tuning).
+    young = gc_tuning.THRESHOLDS[0]
+    assert re.search(rf'la_gc_threshold\{{generation="0"\}} {young}\.0', metrics), metrics
+    assert re.search(r"process_cpu_seconds_total [0-9]", metrics), metrics
     listed = query.get("/artifacts", params={"find": "payments-api"})
     assert listed.status_code == 200 and INDEX in listed.text

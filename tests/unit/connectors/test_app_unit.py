@@ -389,6 +389,9 @@ def test_metrics_count_requests_rejects_events_and_dead_letters(client: TestClie
     assert f'{prefix}_events_published_total{{kind="storage",source="demo"}} 1.0' in text
     assert f'{prefix}_dead_letters_total{{code="invalid_json",endpoint="kubernetes"}} 1.0' in text
     assert "linked_artifacts_connector_produce_seconds_bucket" in text
+    # The process and its garbage collector (linked_artifacts.gc_tuning), for a connector that slows down.
+    assert 'python_gc_collections_total{generation="0"}' in text
+    assert 'la_gc_threshold{generation="0"}' in text
 
 
 def test_unknown_paths_answer_json_404(client: TestClient) -> None:
