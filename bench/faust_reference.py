@@ -1,7 +1,7 @@
 """Reference consumers for bench/pipeline_e2e.py: the events topic read again, from offset 0, by a Faust app
 of its own (own app id, so a fresh consumer group and fresh tables).
 
-    python -m bench.faust_reference --mode count|naive|replay --app-id ID --expect N
+    python -m bench.faust_reference --mode count|naive|naive-gc|replay --app-id ID --expect N
 
 Modes:
 
@@ -10,7 +10,11 @@ Modes:
 ``naive``
     What most users would write: inside ``async for event in stream``, decode the Avro event, read the key's
     state from a table, ``pipeline.merge.merge`` it, and ``table[key] = state``: one table write (and one
-    changelog record) per event, no batching, no coalescing, nothing published.
+    changelog record) per event, no batching, no coalescing, nothing published. CPython's default garbage
+    collector settings, as users leave them.
+``naive-gc``
+    ``naive`` with the worker's garbage-collector tuning (``linked_artifacts.gc_tuning``): how much of the
+    worker's lead over the naive join is that tuning alone.
 ``replay``
     The real worker (``pipeline.worker.create_app``, without sink and query API), under this app id. Its
     derived and enriched topics are redirected to scratch topics of this app id, so the replay neither
@@ -39,7 +43,7 @@ from typing import Any, Literal
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from linked_artifacts import bootstrap, log, topics
+from linked_artifacts import bootstrap, gc_tuning, log, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent
 from linked_artifacts.settings import Settings, load_settings
@@ -228,7 +232,7 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["count", "naive", "replay"], required=True)
+    parser.add_argument("--mode", choices=["count", "naive", "naive-gc", "replay"], required=True)
     parser.add_argument("--app-id", required=True, help="Faust app id: a fresh consumer group and tables")
     parser.add_argument("--expect", type=int, required=True, help="events on the topic; done when all are read")
     parser.add_argument("--datadir", type=Path, required=True, help="Faust's data directory (throw-away)")
@@ -240,8 +244,10 @@ def main() -> None:
     log.configure(settings, process=f"bench-{args.mode}")
     args.datadir.mkdir(parents=True, exist_ok=True)
     progress = Progress(mode=args.mode, app_id=args.app_id, expect=args.expect, result=args.result)
-    builders = {"count": count_app, "naive": naive_app, "replay": replay_app}
+    builders = {"count": count_app, "naive": naive_app, "naive-gc": naive_app, "replay": replay_app}
     app = builders[args.mode](settings, progress, args.datadir)
+    if args.mode in ("naive-gc", "replay"):
+        gc_tuning.tune_for_service()  # as pipeline.worker.run does
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 

@@ -313,7 +313,8 @@ def figures(live: Live, refs: dict[str, dict[str, Any]], expect: int) -> dict[st
         "end_to_end_seconds": e2e,
         "end_to_end_events_per_s": rate(expect, e2e),
     }
-    for mode, key in (("count", "plain_agent"), ("naive", "naive_join"), ("replay", "worker_replay")):
+    for mode, key in (("count", "plain_agent"), ("naive", "naive_join"), ("naive-gc", "naive_join_tuned_gc"),
+                      ("replay", "worker_replay")):
         out[f"{key}_events_per_s"] = refs.get(mode, {}).get("events_per_s")
         out[f"{key}_partial"] = not refs.get(mode, {}).get("finished", False)
     return out
@@ -377,6 +378,8 @@ def report(result: dict[str, Any]) -> None:
                  f["end_to_end_events_per_s"] or (n / last["t"] if last else None)),
         ref_row("(c) reference: plain Faust agent", "count", "plain_agent"),
         ref_row("(d) reference: naive Faust join", "naive", "naive_join"),
+        *([ref_row("(d') naive join, worker's GC tuning", "naive-gc", "naive_join_tuned_gc")]
+          if "naive-gc" in refs else []),
         ref_row("(a') worker replay from backlog", "replay", "worker_replay"),
     ]))
     if last is not None and (f["pipeline_partial"] or f["sink_partial"]):
@@ -413,15 +416,16 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=270.0, help="longest live run in seconds (270)")
     parser.add_argument("--ref-timeout", type=float, default=90.0, help="longest reference run in seconds (90)")
     parser.add_argument("--references", default="count,naive,replay",
-                        help="comma-separated reference runs: count, naive, replay ('' for none)")
+                        help="comma-separated reference runs: count, naive, naive-gc (naive with the worker's "
+                             "garbage-collector tuning), replay ('' for none)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--client", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--keep", action="store_true", help="keep the system's data directory")
     args = parser.parse_args()
     modes = [m for m in args.references.split(",") if m]
-    if not 0 < args.events <= 2_000_000 or any(m not in ("count", "naive", "replay") for m in modes):
-        parser.error("--events must be 1..2000000; --references takes count, naive, replay")
+    if not 0 < args.events <= 2_000_000 or any(m not in ("count", "naive", "naive-gc", "replay") for m in modes):
+        parser.error("--events must be 1..2000000; --references takes count, naive, naive-gc, replay")
 
     run = uuid.uuid4().hex[:8]
     system = h.System(keep=args.keep, log_level=args.log_level)

@@ -14,6 +14,7 @@ schemas, the app) out of the collector's view for good: those objects live as lo
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from typing import Final
@@ -50,4 +51,8 @@ def register_threshold_gauge(registry: CollectorRegistry) -> None:
         registry=registry,
     )
     for generation in range(3):
-        gauge.labels(generation=str(generation)).set_function(lambda g=generation: gc.get_threshold()[g])
+        gauge.labels(generation=str(generation)).set_function(functools.partial(_threshold, generation))
+
+
+def _threshold(generation: int) -> float:
+    return float(gc.get_threshold()[generation])
