@@ -15,6 +15,8 @@ Modes:
 ``naive-gc``
     ``naive`` with the worker's garbage-collector tuning (``linked_artifacts.gc_tuning``): how much of the
     worker's lead over the naive join is that tuning alone.
+``replay-default-gc``
+    ``replay`` with CPython's default garbage-collector settings: what the tuning gives the worker.
 ``replay``
     The real worker (``pipeline.worker.create_app``, without sink and query API), under this app id. Its
     derived and enriched topics are redirected to scratch topics of this app id, so the replay neither
@@ -118,6 +120,8 @@ class Progress:
             "consume_seconds": done - first,
             "cpu_seconds": _cpu() - self.first_cpu,
             "events_per_s": self.events / (done - first) if done > first else None,
+            # Peak resident memory (Linux reports KiB): what the garbage-collector tuning costs in memory.
+            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
         tmp = self.result.with_suffix(".tmp")
         tmp.write_text(json.dumps(result))
@@ -232,7 +236,7 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["count", "naive", "naive-gc", "replay"], required=True)
+    parser.add_argument("--mode", choices=["count", "naive", "naive-gc", "replay", "replay-default-gc"], required=True)
     parser.add_argument("--app-id", required=True, help="Faust app id: a fresh consumer group and tables")
     parser.add_argument("--expect", type=int, required=True, help="events on the topic; done when all are read")
     parser.add_argument("--datadir", type=Path, required=True, help="Faust's data directory (throw-away)")
@@ -244,7 +248,10 @@ def main() -> None:
     log.configure(settings, process=f"bench-{args.mode}")
     args.datadir.mkdir(parents=True, exist_ok=True)
     progress = Progress(mode=args.mode, app_id=args.app_id, expect=args.expect, result=args.result)
-    builders = {"count": count_app, "naive": naive_app, "naive-gc": naive_app, "replay": replay_app}
+    builders = {
+        "count": count_app, "naive": naive_app, "naive-gc": naive_app, "replay": replay_app,
+        "replay-default-gc": replay_app,
+    }
     app = builders[args.mode](settings, progress, args.datadir)
     if args.mode in ("naive-gc", "replay"):
         gc_tuning.tune_for_service()  # as pipeline.worker.run does

@@ -50,6 +50,7 @@ REQUEST_TIMEOUT_S = 60.0
 AIM_EVENTS_PER_S = 2_500
 AIM_VS_NAIVE = 3.0
 AIM_VS_PLAIN = 0.5
+REFERENCE_MODES = ("count", "naive", "naive-gc", "replay", "replay-default-gc")
 
 
 @dataclass
@@ -237,7 +238,8 @@ def run_reference(system: h.System, mode: str, *, run: str, expect: int, timeout
     found: dict[str, Any] = json.loads(result_path.read_text())
     partial = "" if found["finished"] else f" (stopped at the {timeout:.0f}s deadline: a rate over a partial run)"
     h.say(f"  {found['events']:,} events in {found['consume_seconds']:.1f}s = {found['events_per_s'] or 0:,.0f} "
-          f"events/s (start-up {found['startup_seconds']:.1f}s, {found['cpu_seconds']:.1f}s CPU while consuming)"
+          f"events/s (start-up {found['startup_seconds']:.1f}s, {found['cpu_seconds']:.1f}s CPU while consuming, "
+          f"peak RSS {found.get('max_rss_mib', 0):,.0f} MiB)"
           + partial)
     h.say("  " + h.describe_cpu(spent, wall))
     return found | {"wall_seconds": wall, "cpu": spent}
@@ -314,7 +316,7 @@ def figures(live: Live, refs: dict[str, dict[str, Any]], expect: int) -> dict[st
         "end_to_end_events_per_s": rate(expect, e2e),
     }
     for mode, key in (("count", "plain_agent"), ("naive", "naive_join"), ("naive-gc", "naive_join_tuned_gc"),
-                      ("replay", "worker_replay")):
+                      ("replay", "worker_replay"), ("replay-default-gc", "worker_replay_default_gc")):
         out[f"{key}_events_per_s"] = refs.get(mode, {}).get("events_per_s")
         out[f"{key}_partial"] = not refs.get(mode, {}).get("finished", False)
     return out
@@ -381,6 +383,8 @@ def report(result: dict[str, Any]) -> None:
         *([ref_row("(d') naive join, worker's GC tuning", "naive-gc", "naive_join_tuned_gc")]
           if "naive-gc" in refs else []),
         ref_row("(a') worker replay from backlog", "replay", "worker_replay"),
+        *([ref_row("(a'') replay, CPython's default GC", "replay-default-gc", "worker_replay_default_gc")]
+          if "replay-default-gc" in refs else []),
     ]))
     if last is not None and (f["pipeline_partial"] or f["sink_partial"]):
         h.say(f"[not done]: at the {last['t']:.0f}s deadline the worker still lagged by "
@@ -417,15 +421,15 @@ def main() -> None:
     parser.add_argument("--ref-timeout", type=float, default=90.0, help="longest reference run in seconds (90)")
     parser.add_argument("--references", default="count,naive,replay",
                         help="comma-separated reference runs: count, naive, naive-gc (naive with the worker's "
-                             "garbage-collector tuning), replay ('' for none)")
+                             "garbage-collector tuning), replay, replay-default-gc ('' for none)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--client", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--keep", action="store_true", help="keep the system's data directory")
     args = parser.parse_args()
     modes = [m for m in args.references.split(",") if m]
-    if not 0 < args.events <= 2_000_000 or any(m not in ("count", "naive", "naive-gc", "replay") for m in modes):
-        parser.error("--events must be 1..2000000; --references takes count, naive, naive-gc, replay")
+    if not 0 < args.events <= 2_000_000 or any(m not in REFERENCE_MODES for m in modes):
+        parser.error(f"--events must be 1..2000000; --references takes {', '.join(REFERENCE_MODES)}")
 
     run = uuid.uuid4().hex[:8]
     system = h.System(keep=args.keep, log_level=args.log_level)
