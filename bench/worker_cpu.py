@@ -5,10 +5,10 @@
 The same workload as ``bench.pipeline_e2e`` (Grype reports and CloudEvents deployment batches across
 releases that succeed each other in their slots), parsed by the connectors' own parsers and Avro-framed,
 is fed in batches through ``pipeline.processor.Processor`` with an in-memory table, the way
-``pipeline.worker.Linker.handle`` does it: states serialised for the changelog, digests' states
-Avro-encoded for the enriched topic, and derived messages fed back in (as the derived topic would) until
-nothing more is sent. No broker, no sink: this is the ceiling the worker's Python sets, and where its time
-goes (``--profile`` prints the top functions).
+``pipeline.worker.Linker.handle`` does it: digests' states Avro-encoded for the enriched topic and the
+table, other states serialised as JSON for the table (pipeline.changelog), and derived messages fed back
+in (as the derived topic would) until nothing more is sent. No broker, no sink: this is the ceiling the
+worker's Python sets, and where its time goes (``--profile`` prints the top functions).
 
 Figures: events/s of CPU time for the whole exchange, derived messages per event, state writes and enriched
 records per event, and the mean size of a state.
@@ -32,6 +32,7 @@ from bench.webhook_ingest import parse_locally
 from linked_artifacts import avro_schema, gc_tuning
 from linked_artifacts.avro import AvroCodec
 from linked_artifacts.events import ArtifactEvent
+from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.processor import Processor, Record, exchange
 from pipeline.state import LinkedArtifactState, key_role
@@ -65,7 +66,8 @@ def canonical_events(events: int, seed: int) -> list[ArtifactEvent]:
 def run(events: list[ArtifactEvent], batch: int, *, local: bool) -> dict[str, Any]:
     registry: Any = _LocalRegistry()
     codec = AvroCodec(registry, subject="e", schema_name="artifact_event", model=ArtifactEvent)
-    enriched = StateEncoder(AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState))
+    state_codec = AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState)
+    enriched = StateEncoder(state_codec)
     processor = Processor(events_topic=EVENTS, derived_topic=DERIVED, codec=codec)
     partitions = 4
     queue: deque[Record] = deque(
@@ -85,7 +87,7 @@ def run(events: list[ArtifactEvent], batch: int, *, local: bool) -> dict[str, An
         if key in cache:
             return cache[key]
         data = table.get(key)
-        return None if data is None else LinkedArtifactState.model_validate_json(data)
+        return None if data is None else read_state(data, state_codec)
 
     def remember(key: str, state: LinkedArtifactState) -> None:
         cache[key] = state
@@ -110,15 +112,17 @@ def run(events: list[ArtifactEvent], batch: int, *, local: bool) -> dict[str, An
             max_rounds=LOCAL_ROUNDS_MAX,
         )
         counts["local"] += outcome.applied_locally
+        published = {
+            key: enriched.encode(state)
+            for key, (_, state) in outcome.touched.items()
+            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
+        }
         for key, (_, state) in outcome.changed.items():
-            data = state.model_dump_json().encode()
+            data = table_value(state, enriched=published.get(key))
             table[key] = data
             counts["writes"] += 1
             counts["state_bytes"] += len(data)
-        for key, (_, state) in outcome.touched.items():
-            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh):
-                enriched.encode(state)
-                counts["enriched"] += 1
+        counts["enriched"] += len(published)
         for message in outcome.remote:
             offset += 1
             queue.append(

@@ -34,6 +34,7 @@ from linked_artifacts import bootstrap, gc_tuning, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import Settings
+from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
 from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
@@ -106,8 +107,8 @@ class Linker:
             key_type=bytes,
             value_type=bytes,
         )
-        # Raw bytes in and out of the changelog (the value is the state's canonical JSON); set before the
-        # changelog topic is first built, so recovery decodes with the same codec.
+        # Raw bytes in and out of the changelog (the value is the state's enriched Avro record or its JSON,
+        # pipeline.changelog); set before the changelog topic is first built, so recovery reads raw bytes too.
         table: Any = self.table  # the serializer attributes are on the implementation, not on TableT
         table.key_serializer = "raw"
         table.value_serializer = "raw"
@@ -135,7 +136,7 @@ class Linker:
         data = self.table.data.get(key.encode())
         if data is None:
             return None
-        state = LinkedArtifactState.model_validate_json(data)
+        state = read_state(data, self.enriched_codec)
         self.cache[key] = state
         return state
 
@@ -165,14 +166,19 @@ class Linker:
         self._headers = [("la-origin", f"{self.origin}/{self.batches}".encode())]
         batch = self.processor.process(records, self.lookup)
         outcome = self._exchange(batch)
+        published = {
+            key: self.enriched_encoder.encode(state)
+            for key, (_, state) in outcome.touched.items()
+            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
+        }
         for key, (partition, state) in outcome.changed.items():
-            data = state.model_dump_json().encode()
+            # A digest's table value is its enriched record, encoded once for both (pipeline.changelog).
+            data = table_value(state, enriched=published.get(key))
             self.table.data[key.encode()] = data
             await self._send(self.changelog_topic_name, key.encode(), data, partition=partition)
-        for key, (_, state) in outcome.touched.items():
-            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh):
-                await self._send(self.enriched_topic_name, key.encode(), self.enriched_encoder.encode(state))
-                self.published += 1
+        for key, data in published.items():
+            await self._send(self.enriched_topic_name, key.encode(), data)
+        self.published += len(published)
         for message in outcome.remote:
             await self._send(self.derived_topic_name, message.target_key.encode(), message.model_dump_json().encode())
         self.derived_sent += len(outcome.remote)

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from linked_artifacts import bootstrap, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.settings import Settings
+from pipeline.changelog import read_state
 from pipeline.state import LinkedArtifactState
 
 
@@ -84,7 +85,7 @@ def timeline(settings: Settings, keys: list[str], missing: dict[str, set[str]]) 
             }
             state: LinkedArtifactState | None = None
             if role == "changelog" and r.value is not None:
-                state = LinkedArtifactState.model_validate_json(r.value)
+                state = read_state(r.value, state_codec)
             elif role == "enriched" and r.value is not None:
                 state = state_codec.decode(r.value)
             elif role == "derived":
