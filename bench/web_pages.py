@@ -41,6 +41,7 @@ from history.alert_filter import parse
 from history.alerts import search_alerts
 from history.client import Warehouse
 from history.linked_view import linked_view
+from linked_artifacts import gc_tuning
 from linked_artifacts.settings import Settings
 from pipeline.history_writer import refresh_snapshots
 from pipeline.query_api import create_query_api
@@ -160,6 +161,7 @@ def main() -> None:
             found: Warehouse = local.warehouse
             return found
 
+        gc_tuning.tune_for_service()  # the pages are served from the worker process, which runs tuned
         # Nothing listens there: the overview measures the "connectors not reachable" path, a refused connect.
         mount_web(api, settings, warehouse_session=session, connectors_metrics_url="http://127.0.0.1:9/metrics")
         # As a context manager: one event loop and one thread pool for every request, as a running worker
