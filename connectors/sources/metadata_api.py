@@ -14,9 +14,11 @@ The answer has GitHub's response shape. A record's ``id`` is derived from its na
 or a storage location of a digest), so the same record always gets the same id, as GitHub's upsert does;
 ``created_at`` and ``updated_at`` are the receive time, since nothing here keeps earlier versions.
 
-An event id is the natural key plus the sha256 of the item's canonical JSON: an identical retry yields the
-same id, and any change of the item yields a new one. Note that a later post identical to an earlier one
-(the same digest re-deployed to the same slot with the same body) also yields the same id.
+An event id is the natural key, the sha256 of the item's canonical JSON and the time of receipt. Nothing in
+a post tells a client's retry from a new assertion with the same body (the same digest re-deployed to a
+slot after a decommission), so every post is an observation of its own: one request parsed again (the
+connectors' publish retry) keeps its id, a post received later gets a new one. A retried post is stored
+twice, never lost; the record's id stays the same.
 
 ``github_repository`` is documented as a repository *name in the organisation*; it is stored as
 ``<org>/<name>`` so it joins with the other sources' owner/name form. Runtime risks are attributed to
@@ -282,7 +284,14 @@ def _event(
     deployment: DeploymentBody | None = None,
 ) -> ArtifactEvent:
     return ArtifactEvent(
-        event_id=event_id(_SOURCE, *natural_key, digest, _canonical_sha256(item)),
+        # The time of receipt is part of the identity. A record carries no time or delivery id of its own,
+        # so the same body posted again is a new assertion: a redeploy after a decommission is exactly such
+        # a post. Without the time it got the first deployment's event id, the history kept only the first,
+        # and ClickHouse disagreed with the state. A client's retry of a post is stored as a second
+        # observation of the same record (same record id, later last_seen), never lost.
+        event_id=event_id(
+            _SOURCE, *natural_key, digest, _canonical_sha256(item), delivery.received_at.isoformat()
+        ),
         key=digest,
         kind="storage" if storage is not None else "deployment",
         source=_SOURCE,

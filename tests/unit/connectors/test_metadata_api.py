@@ -135,17 +135,40 @@ def test_uppercase_digest_is_accepted_and_lowercased() -> None:
     assert call(parse_storage_record, payload).events[0].digest == INDEX
 
 
-def test_identical_retry_gives_same_event_and_record_ids() -> None:
+def test_identical_repost_is_a_new_observation_of_the_same_record() -> None:
     payload = load("storage_record.json")
 
     first = call(parse_storage_record, payload)
-    retry = call(
+    again = call(
         parse_storage_record, json.loads(json.dumps(payload, indent=4)), received_at=datetime.now(UTC)
     )
 
-    assert first.events[0].event_id == retry.events[0].event_id
-    assert first.response is not None and retry.response is not None
-    assert first.response["storage_records"][0]["id"] == retry.response["storage_records"][0]["id"]
+    # Stored twice (two observations, the later one moves last_seen), answered with the same record.
+    assert first.events[0].event_id != again.events[0].event_id
+    assert first.response is not None and again.response is not None
+    assert first.response["storage_records"][0]["id"] == again.response["storage_records"][0]["id"]
+
+
+def test_the_same_delivery_parsed_twice_gives_the_same_event_id() -> None:
+    # What the connectors' own publish retry sends again: one request, one event.
+    payload = load("storage_record.json")
+
+    assert call(parse_storage_record, payload).events[0].event_id == call(
+        parse_storage_record, json.loads(json.dumps(payload))
+    ).events[0].event_id
+
+
+def test_redeploy_after_a_decommission_is_not_mistaken_for_the_first_deployment() -> None:
+    deploy = load("deployment_record.json")
+    decommission = {**deploy, "status": "decommissioned"}
+    moments = [datetime(2026, 5, 5, 10, minute, tzinfo=UTC) for minute in (0, 1, 2)]
+
+    ids = [
+        call(parse_deployment_record, body, received_at=moment).events[0].event_id
+        for body, moment in zip((deploy, decommission, deploy), moments, strict=True)
+    ]
+
+    assert len(set(ids)) == 3  # the history keeps all three, as the worker's state does
 
 
 def test_changed_storage_status_gives_new_event_id_but_same_record_id() -> None:
@@ -334,13 +357,22 @@ def test_cluster_item_matches_the_single_endpoint_record_id_for_the_same_slot() 
     assert single.response["deployment_records"][0]["id"] == bulk.response["deployment_records"][0]["id"]
 
 
-def test_cluster_retry_gives_identical_event_ids() -> None:
+def test_cluster_set_parsed_twice_gives_identical_event_ids() -> None:
     payload = load("cluster_deployment_records.json")
 
     first = cluster_call(payload)
     retry = cluster_call(json.loads(json.dumps(payload)))
 
     assert [e.event_id for e in first.events] == [e.event_id for e in retry.events]
+
+
+def test_cluster_set_posted_again_later_is_new_observations() -> None:
+    payload = load("cluster_deployment_records.json")
+
+    first = cluster_call(payload)
+    later = cluster_call(json.loads(json.dumps(payload)), received_at=datetime.now(UTC))
+
+    assert not {e.event_id for e in first.events} & {e.event_id for e in later.events}
 
 
 def test_empty_cluster_set_is_accepted_with_zero_records() -> None:
