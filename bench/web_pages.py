@@ -38,7 +38,7 @@ from fastapi.testclient import TestClient
 from bench._demo_events import demo_events, load
 from bench._harness import latency_summary, machine, say, table, write_result
 from history.alert_filter import parse
-from history.alerts import search_alerts
+from history.alerts import MAX_EXPORT, search_alerts
 from history.client import Warehouse
 from history.linked_view import linked_view
 from linked_artifacts import gc_tuning
@@ -85,7 +85,8 @@ def _pages(warehouse: Warehouse) -> list[tuple[str, str, Callable[[], object]]]:
          lambda: search_alerts(warehouse, f"has:deployment as-of:{as_of.isoformat()}", limit=50)),
         ("overview", "/overview", lambda: (overview_counts(warehouse), ingest_rate(warehouse))),
         ("live refresh (artifacts)", "/web/live/artifacts", raw_list("")),
-        ("csv export (all alerts)", "/triage.csv", lambda: search_alerts(warehouse, "", limit=1000)),
+        ("csv export (all alerts)", "/triage.csv",
+         lambda: search_alerts(warehouse, "", limit=MAX_EXPORT, max_limit=MAX_EXPORT)),
     ]
 
 

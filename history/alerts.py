@@ -48,6 +48,9 @@ from linked_artifacts.errors import LinkedArtifactsError
 
 MAX_LIMIT: Final = 1_000
 MAX_OFFSET: Final = 100_000
+# An export (the triage page's CSV) reads everything the API could page through in one query: each query
+# costs ~100 ms of planning, so pages of MAX_LIMIT made a 3,000-alert export take three times that.
+MAX_EXPORT: Final = MAX_OFFSET + MAX_LIMIT
 
 _ORDER: Final = "score DESC, ifNull(cvss, -1) DESC, ifNull(epss, -1) DESC, vulnerability_id, subject, alert_key, family"
 
@@ -126,9 +129,9 @@ def reasons(row: dict[str, Any]) -> list[str]:
     return out
 
 
-def _check_page(limit: int, offset: int) -> None:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}", field="limit", status=400)
+def _check_page(limit: int, offset: int, *, max_limit: int = MAX_LIMIT) -> None:
+    if not 1 <= limit <= max_limit:
+        raise InvalidParameter(f"limit must be between 1 and {max_limit}", field="limit", status=400)
     if not 0 <= offset <= MAX_OFFSET:
         raise InvalidParameter(f"offset must be between 0 and {MAX_OFFSET}", field="offset", status=400)
 
@@ -297,15 +300,17 @@ def rank(
     limit: int,
     offset: int = 0,
     families: Sequence[str] | None = None,
+    max_limit: int = MAX_LIMIT,
 ) -> tuple[int, list[RankedAlert]]:
     """Run a compiled filter and return (total matching, the requested page).
 
     ``families`` (root digests) limits the search to alerts on those artifacts (the linked view). When
     the filter can only match deployed artifacts, only alerts on deployed families are read: the fast
     path for ``has:deployment runtime-risk:...``. Without as-of and families, a current alert context
-    snapshot (:data:`SNAPSHOT`) answers instead of either.
+    snapshot (:data:`SNAPSHOT`) answers instead of either. ``max_limit`` is :data:`MAX_EXPORT` for an
+    export, else the API's :data:`MAX_LIMIT`.
     """
-    _check_page(limit, offset)
+    _check_page(limit, offset, max_limit=max_limit)
     parameters: dict[str, Any] = dict(compiled.parameters)
     parameters.update(limit=limit, offset=offset, **as_of_parameters(compiled.as_of))
     generation = SNAPSHOT.current_generation(warehouse) if families is None and compiled.as_of is None else None
@@ -723,11 +728,13 @@ def _ranked(position: int, row: dict[str, Any], details: dict[str, Any]) -> Rank
     )
 
 
-def search_alerts(warehouse: Warehouse, query: str, *, limit: int = 50, offset: int = 0) -> AlertSearch:
+def search_alerts(
+    warehouse: Warehouse, query: str, *, limit: int = 50, offset: int = 0, max_limit: int = MAX_LIMIT
+) -> AlertSearch:
     """Alerts matching ``query`` (GitHub filter vocabulary), ranked; raises ``UnknownFilter`` /
     ``FilterError`` (status 400) for a bad query."""
     parsed = parse(query)
-    total, results = rank(warehouse, compile_query(parsed), limit=limit, offset=offset)
+    total, results = rank(warehouse, compile_query(parsed), limit=limit, offset=offset, max_limit=max_limit)
     return AlertSearch(query=render(parsed), as_of=parsed.as_of, total_count=total, results=results)
 
 

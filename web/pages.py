@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from history.alert_filter import AlertQuery, FilterError, parse
-from history.alerts import MAX_LIMIT, MAX_OFFSET, RankedAlert, search_alerts
+from history.alerts import MAX_EXPORT, MAX_OFFSET, RankedAlert, search_alerts
 from history.client import Warehouse
 from history.linked_view import linked_view
 from linked_artifacts.digests import InvalidDigest, normalise_digest
@@ -39,8 +39,8 @@ DEFAULT_PER_PAGE: Final = 50
 MAX_PER_PAGE: Final = 200
 # The artifact page shows this much recent history (the linked view's history_limit).
 ARTIFACT_HISTORY: Final = 50
-# CSV export pages through the ranking in the largest pages it allows, up to its offset limit.
-CSV_PAGE: Final = MAX_LIMIT
+# CSV export reads the ranking in one query, up to what the API could page through.
+CSV_ROWS: Final = MAX_EXPORT
 DEMO_HINT: Final = "run `linked-artifacts demo` while `linked-artifacts up` is running"
 _QUOTE_NEEDED: Final = frozenset(' \t\r\n()"\\')
 
@@ -305,13 +305,8 @@ def triage_csv(warehouse: Warehouse, params: Mapping[str, Any]) -> tuple[str, st
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    offset = 0
-    while offset <= MAX_OFFSET:
-        search = search_alerts(warehouse, text, limit=CSV_PAGE, offset=offset)
-        writer.writerows(_csv_row(alert) for alert in search.results)
-        offset += CSV_PAGE
-        if offset >= search.total_count or not search.results:
-            break
+    search = search_alerts(warehouse, text, limit=CSV_ROWS, max_limit=MAX_EXPORT)
+    writer.writerows(_csv_row(alert) for alert in search.results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return out.getvalue(), f"linked-artifacts-alerts-{stamp}.csv"
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from history.alert_filter import AlertQuery, FilterError, UnknownFilter, compile_query, evaluate, render
-from history.alerts import context_sql, rank, search_alerts
+from history.alerts import MAX_EXPORT, MAX_LIMIT, InvalidParameter, context_sql, rank, search_alerts
 from history.client import Warehouse, as_of_parameters
 from history.rows import insert_events
 
@@ -119,6 +119,15 @@ def test_paging_and_totals(triage_db: tuple[Warehouse, Triage]) -> None:
     assert (past.results, past.total_count) == ([], everything.total_count)
     scores = [r.score for r in everything.results]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_api_page_is_capped_and_an_export_reads_everything_at_once(triage_db: tuple[Warehouse, Triage]) -> None:
+    warehouse, _ = triage_db
+    with pytest.raises(InvalidParameter, match=f"limit must be between 1 and {MAX_LIMIT}"):
+        search_alerts(warehouse, "", limit=MAX_LIMIT + 1)
+    export = search_alerts(warehouse, "", limit=MAX_EXPORT, max_limit=MAX_EXPORT)
+    assert len(export.results) == export.total_count
+    assert export.results == search_alerts(warehouse, "", limit=MAX_LIMIT).results[: export.total_count]
 
 
 def test_unknown_filter_reaches_the_caller_as_a_typed_error(triage_db: tuple[Warehouse, Triage]) -> None:
