@@ -1,7 +1,7 @@
 """Reference consumers for bench/pipeline_e2e.py: the events topic read again, from offset 0, by a Faust app
 of its own (own app id, so a fresh consumer group and fresh tables).
 
-    python -m bench.faust_reference --mode count|naive|naive-gc|replay --app-id ID --expect N
+    python -m bench.faust_reference --mode count|naive|naive-gc|replay|replay-default-gc --app-id ID --expect N
 
 Modes:
 
@@ -15,13 +15,14 @@ Modes:
 ``naive-gc``
     ``naive`` with the worker's garbage-collector tuning (``linked_artifacts.gc_tuning``): how much of the
     worker's lead over the naive join is that tuning alone.
-``replay-default-gc``
-    ``replay`` with CPython's default garbage-collector settings: what the tuning gives the worker.
 ``replay``
     The real worker (``pipeline.worker.create_app``, without sink and query API), under this app id. Its
     derived and enriched topics are redirected to scratch topics of this app id, so the replay neither
     feeds the running system's worker nor mixes its derived messages with the live run's. Done when every
-    event was processed and every derived message it sent was consumed.
+    event was processed and every derived message it sent was consumed. It runs with the worker's
+    garbage-collector tuning, as ``pipeline.worker.run`` does.
+``replay-default-gc``
+    ``replay`` with CPython's default garbage-collector settings: what the tuning gives the worker.
 
 Kafka, the registry and the topic prefix come from LINKED_ARTIFACTS_* like in every process. When done, it
 writes its result as JSON to ``--result`` (times are epoch seconds; a file because Faust redirects stdout

@@ -3,8 +3,9 @@
 CPython runs a young-generation collection every 700 net allocations of container objects. The worker
 builds and drops many small pydantic models per event (deltas, derived messages, nested state records)
 while it keeps tens of thousands of linked states alive in its cache, so those collections, and the older
-generations they promote into, cost it ~35-40% of its CPU (`bench.worker_cpu --default-gc`: 1,650 against
-2,300-2,900 events/s of CPU at the thresholds below, on the same events).
+generations they promote into, cost it ~30% of its CPU (`bench.worker_cpu --default-gc`: ~1,300 against
+~1,800-1,950 events/s of CPU at the thresholds below; the worker's replay in `bench.pipeline_e2e`: 882
+against 1,226 events/s, same peak RSS).
 
 Raising the thresholds keeps cyclic garbage collected, only in larger, rarer sweeps: at most ~50,000
 young container objects wait for a sweep (a few MB). Reference counting still frees everything acyclic at
