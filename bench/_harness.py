@@ -96,8 +96,11 @@ class System:
     """`linked-artifacts up` in a subprocess, on its own ports and data directory."""
 
     def __init__(self, *, data_dir: Path | None = None, keep: bool = False, log_level: str = "INFO",
-                 worker_id: str = "linked-artifacts") -> None:
+                 worker_id: str = "linked-artifacts", overrides: dict[str, str] | None = None) -> None:
         self.ports = Ports.pick()
+        # Settings a benchmark varies (``--set worker_batch_events=10000``): the caller's environment never
+        # reaches the system, so these are the one way in, for the system and for reference processes.
+        self.overrides = dict(overrides or {})
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="la-bench-"))
         self.keep = keep
@@ -118,6 +121,7 @@ class System:
             kafka_bootstrap_servers=f"127.0.0.1:{self.ports.kafka}",
             registry_url=f"http://127.0.0.1:{self.ports.registry}/apis/ccompat/v7",
             worker_id=worker_id,
+            **self.overrides,
         )
 
     # urls and credentials
@@ -155,7 +159,11 @@ class System:
             "LINKED_ARTIFACTS_WORKER_ID": self.worker_id,
             "LINKED_ARTIFACTS_LOG_LEVEL": self.log_level,
         })
+        env.update(self.override_env())
         return env
+
+    def override_env(self) -> dict[str, str]:
+        return {f"LINKED_ARTIFACTS_{name.upper()}": value for name, value in self.overrides.items()}
 
     def _command(self) -> list[str]:
         script = Path(sys.executable).parent / "linked-artifacts"
@@ -540,3 +548,15 @@ async def http_client(kind: ClientKind, base_url: str, *, concurrency: int,
 
 
 CLIENT_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, aiohttp.ClientError, TimeoutError, OSError)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``--set name=value`` arguments as settings overrides, each name checked against the settings model."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().lower().removeprefix("linked_artifacts_")
+        if not sep or name not in Settings.model_fields:
+            raise SystemExit(f"--set {pair!r}: expected NAME=VALUE with NAME a setting (`linked-artifacts settings`)")
+        overrides[name] = value
+    return overrides

@@ -203,6 +203,7 @@ def reference_env(system: h.System) -> dict[str, str]:
         "LINKED_ARTIFACTS_TOPIC_PARTITIONS": str(s.topic_partitions),
         "LINKED_ARTIFACTS_LOG_LEVEL": "WARNING",
     })
+    env.update(system.override_env())
     return env
 
 
@@ -426,13 +427,16 @@ def main() -> None:
     parser.add_argument("--client", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--keep", action="store_true", help="keep the system's data directory")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the system and the references (repeatable), e.g. "
+                        "--set worker_batch_events=10000 --set kafka_compression=none")
     args = parser.parse_args()
     modes = [m for m in args.references.split(",") if m]
     if not 0 < args.events <= 2_000_000 or any(m not in REFERENCE_MODES for m in modes):
         parser.error(f"--events must be 1..2000000; --references takes {', '.join(REFERENCE_MODES)}")
 
     run = uuid.uuid4().hex[:8]
-    system = h.System(keep=args.keep, log_level=args.log_level)
+    system = h.System(keep=args.keep, log_level=args.log_level, overrides=h.parse_overrides(args.set))
     with system:
         info = h.machine(system)
         h.say(h.describe_machine(info))

@@ -174,17 +174,20 @@ def exchange(
         outcome.touched.update(result.touched)
         for key, (_, state) in result.states.items():
             remember(key, state)
-        derived = list(result.derived)
-        for key, (_, state) in result.touched.items():
-            # After a crash, records past the last commit are replayed. Their changelog write may have
-            # landed while the enriched record or a derived message did not (sends to different partitions
-            # are not atomic), and a replayed record then changes nothing. So the first time a key is
-            # touched after assignment, everything it stands behind is sent again; the receivers are
-            # idempotent (versioned snapshots, last-record-wins topic).
-            if key not in refreshed:
-                refreshed.add(key)
-                outcome.fresh.add(key)
-                derived = [d for d in derived if d.origin_key != key] + outgoing(state)
+        # After a crash, records past the last commit are replayed. Their changelog write may have
+        # landed while the enriched record or a derived message did not (sends to different partitions
+        # are not atomic), and a replayed record then changes nothing. So the first time a key is
+        # touched after assignment, everything it stands behind is sent again (its full ``outgoing``
+        # replaces its messages of this round); the receivers are idempotent (versioned snapshots,
+        # last-record-wins topic).
+        fresh = [(key, state) for key, (_, state) in result.touched.items() if key not in refreshed]
+        fresh_keys = {key for key, _ in fresh}
+        refreshed.update(fresh_keys)
+        outcome.fresh.update(fresh_keys)
+        # One pass over the round's messages: filtering them once per fresh key was quadratic in the batch.
+        derived = [d for d in result.derived if d.origin_key not in fresh_keys]
+        for _, state in fresh:
+            derived.extend(outgoing(state))
         local: list[tuple[Derived, int]] = []
         for message in derived:
             partition = local_partition(message.target_key) if rounds < max_rounds else None

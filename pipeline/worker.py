@@ -42,11 +42,12 @@ from pipeline.state import LinkedArtifactState, key_role
 
 log = logging.getLogger(__name__)
 
-# Records per batch: large enough to coalesce hot keys and amortise sends, small enough that a batch
-# finishes in a few seconds, well inside the broker's poll and session timeouts. 5,000 against 2,000 cut
-# state writes per event from 0.96 to 0.62 and raised the worker's CPU rate by ~27% (bench/worker_cpu.py).
-BATCH_MAX = 5_000
-BATCH_WITHIN = 0.25
+# Records per batch (settings.worker_batch_events): large enough to coalesce hot keys and amortise sends,
+# small enough that a batch finishes in a few seconds, well inside the broker's poll and session timeouts.
+# 5,000 against 2,000 cut state writes per event from 0.96 to 0.62 and raised the worker's CPU rate by ~27%
+# (bench/worker_cpu.py); 10,000 filled within 1 s against 5,000 within 0.25 s, with lz4: a replay's CPU
+# per event -27% (bench/README.md, session 8).
+BATCH_MAX = Settings.model_fields["worker_batch_events"].default
 # Rounds of local derived messages per batch before the rest goes through the topic (pipeline.processor.exchange).
 LOCAL_ROUNDS_MAX = 50
 
@@ -245,7 +246,11 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         broker_commit_interval=1.0,
+        # Faust's prefetch per stream bounds a batch: it must hold more than one batch, or a backlog is
+        # folded in batches of its default 4,096 records however large worker_batch_events is.
+        stream_buffer_maxsize=max(4_096, 2 * settings.worker_batch_events),
         web_enabled=with_api,
         web_host=settings.http_host,
         web_port=settings.query_port,
@@ -256,7 +261,7 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
 
     @app.agent(linker.source, name="linker")
     async def link(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        async for events in stream.take_events(settings.worker_batch_events, within=settings.worker_batch_seconds):
             records = [
                 Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
