@@ -121,8 +121,7 @@ class System:
             kafka_bootstrap_servers=f"127.0.0.1:{self.ports.kafka}",
             registry_url=f"http://127.0.0.1:{self.ports.registry}/apis/ccompat/v7",
             worker_id=worker_id,
-            **self.overrides,
-        )
+        ).model_copy(update=Settings.model_validate_strings(self.overrides).model_dump(include=set(self.overrides)))
 
     # urls and credentials
     @property
