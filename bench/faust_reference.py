@@ -143,7 +143,6 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         broker_commit_interval=1.0,
         web_enabled=False,
     )

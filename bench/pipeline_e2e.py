@@ -429,7 +429,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the system's data directory")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the system and the references (repeatable), e.g. "
-                        "--set worker_batch_events=10000 --set kafka_compression=none")
+                        "--set worker_batch_events=5000 --set worker_batch_seconds=0.25")
     args = parser.parse_args()
     modes = [m for m in args.references.split(",") if m]
     if not 0 < args.events <= 2_000_000 or any(m not in REFERENCE_MODES for m in modes):

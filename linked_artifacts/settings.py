@@ -29,7 +29,6 @@ SCHEMAS_DIR = REPO_ROOT / "schemas"
 
 LogFormat = Literal["text", "json"]
 ArtifactoryAuthMode = Literal["plain", "hmac-sha256"]
-KafkaCompression = Literal["none", "lz4", "zstd", "snappy", "gzip"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # Every secret that ``up`` generates on first start; one per source, so a leaked token is revoked alone.
@@ -94,11 +93,6 @@ class Settings(BaseSettings):
     )
     topic_replication_factor: int = Field(default=1, description="Replication factor of created topics.")
     topic_prefix: str = Field(default="la.", description="Prefix of every topic the project creates.")
-    kafka_compression: KafkaCompression = Field(
-        default="lz4",
-        description="Compression of what the worker produces (states on the changelog and the enriched "
-        "topic, ~7 KiB an event uncompressed). lz4 costs little CPU and saves most of the socket writes.",
-    )
 
     # --- schema registry ---------------------------------------------------------------------------------------
     registry_url: str | None = Field(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from linked_artifacts.errors import StackError
 from linked_artifacts.settings import Settings
 
 
@@ -11,6 +12,9 @@ class TopicSpec(NamedTuple):
     name: str
     partitions: int
     config: dict[str, str]
+    # The worker sends to these topics with the partition of the key's events (and reads them as one
+    # partition set), so their partition count must be ``topic_partitions`` exactly.
+    copartitioned: bool = False
 
 
 def events_topic(settings: Settings) -> str:
@@ -39,13 +43,15 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     big = {"max.message.bytes": str(8 * 1024 * 1024)}
     return [
         # Canonical events are the source of truth for replays and rebuilds: keep them.
-        TopicSpec(events_topic(settings), partitions, {"retention.ms": "-1", **big}),
+        TopicSpec(events_topic(settings), partitions, {"retention.ms": "-1", **big}, copartitioned=True),
         TopicSpec(dead_letter_topic(settings), 1, {"retention.ms": str(30 * 24 * 3600 * 1000), **big}),
         # Latest linked state per digest: compaction keeps one record per key.
-        TopicSpec(enriched_topic(settings), partitions, {"cleanup.policy": "compact", **big}),
+        TopicSpec(enriched_topic(settings), partitions, {"cleanup.policy": "compact", **big}, copartitioned=True),
         # Facts one key sends another (pipeline.derive); co-partitioned with the events so a key's events
         # and derived messages meet in the same worker. Consumed state is in the table, so a week is ample.
-        TopicSpec(derived_topic(settings), partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        TopicSpec(
+            derived_topic(settings), partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)}, copartitioned=True
+        ),
         # Original attestation bytes, keyed by their sha256: compaction drops redeliveries.
         TopicSpec(attestations_topic(settings), partitions, {"cleanup.policy": "compact", **big}),
     ]
@@ -59,7 +65,11 @@ async def ensure_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        specs = topic_specs(settings)
+        missing = [spec for spec in specs if spec.name not in existing]
+        present = [spec for spec in specs if spec.copartitioned and spec.name in existing]
+        if present:
+            check_partitions(present, await admin.describe_topics([spec.name for spec in present]))
         if missing:
             await admin.create_topics(
                 [
@@ -75,3 +85,17 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+def check_partitions(specs: list[TopicSpec], described: list[dict[str, Any]]) -> None:
+    """Refuse topics that exist with another partition count than the worker's co-partitioning needs:
+    a key's events, derived messages, state and enriched record would land on different partitions."""
+    counts = {topic.get("topic", topic.get("name")): len(topic.get("partitions") or ()) for topic in described}
+    wrong = [(spec, counts.get(spec.name, 0)) for spec in specs if counts.get(spec.name, 0) != spec.partitions]
+    if wrong:
+        listed = ", ".join(f"{spec.name} has {count}" for spec, count in wrong)
+        raise StackError(
+            f"topics exist with the wrong partition count ({listed}; LINKED_ARTIFACTS_TOPIC_PARTITIONS is "
+            f"{wrong[0][0].partitions}). Set LINKED_ARTIFACTS_TOPIC_PARTITIONS to the topics' count, or "
+            "recreate the topics with that many partitions (events can be replayed from the events topic)."
+        )

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # Records per batch (settings.worker_batch_events): large enough to coalesce hot keys and amortise sends,
 # small enough that a batch finishes in a few seconds, well inside the broker's poll and session timeouts.
 # 5,000 against 2,000 cut state writes per event from 0.96 to 0.62 and raised the worker's CPU rate by ~27%
-# (bench/worker_cpu.py); 10,000 filled within 1 s against 5,000 within 0.25 s, with lz4: a replay's CPU
+# (bench/worker_cpu.py); 10,000 filled within 1 s against 5,000 within 0.25 s: a replay's CPU
 # per event -27% (bench/README.md, session 8).
 BATCH_MAX = Settings.model_fields["worker_batch_events"].default
 # Rounds of local derived messages per batch before the rest goes through the topic (pipeline.processor.exchange).
@@ -168,17 +168,20 @@ class Linker:
         batch = self.processor.process(records, self.lookup)
         outcome = self._exchange(batch)
         published = {
-            key: self.enriched_encoder.encode(state)
-            for key, (_, state) in outcome.touched.items()
+            key: (partition, self.enriched_encoder.encode(state))
+            for key, (partition, state) in outcome.touched.items()
             if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
         }
         for key, (partition, state) in outcome.changed.items():
             # A digest's table value is its enriched record, encoded once for both (pipeline.changelog).
-            data = table_value(state, enriched=published.get(key))
+            enriched = published.get(key)
+            data = table_value(state, enriched=enriched[1] if enriched else None)
             self.table.data[key.encode()] = data
             await self._send(self.changelog_topic_name, key.encode(), data, partition=partition)
-        for key, data in published.items():
-            await self._send(self.enriched_topic_name, key.encode(), data)
+        for key, (partition, data) in published.items():
+            # The enriched topic is co-partitioned with the events (bootstrap checks it): the key's partition
+            # is the one aiokafka's pure-Python murmur2 would compute again for every record.
+            await self._send(self.enriched_topic_name, key.encode(), data, partition=partition)
         self.published += len(published)
         for message in outcome.remote:
             await self._send(self.derived_topic_name, message.target_key.encode(), message.model_dump_json().encode())
@@ -246,7 +249,6 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         broker_commit_interval=1.0,
         # Faust's prefetch per stream bounds a batch: it must hold more than one batch, or a backlog is
         # folded in batches of its default 4,096 records however large worker_batch_events is.

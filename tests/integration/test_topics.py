@@ -1,0 +1,54 @@
+"""The project's topics on a real broker: created with the configured partitions, and refused with a clear
+error when they exist with a partition count the worker's co-partitioning cannot work with."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from linked_artifacts import topics
+from linked_artifacts.errors import StackError
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_topics_are_created_with_the_configured_partitions_and_kept_on_a_second_run(stack: Stack) -> None:
+    settings = stack.settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}.", "topic_partitions": 3})
+    created = await topics.ensure_topics(settings)
+    assert sorted(created) == sorted(spec.name for spec in topics.topic_specs(settings))
+    assert await topics.ensure_topics(settings) == []  # existing, with the right partitions: accepted as they are
+
+
+async def test_a_copartitioned_topic_with_another_partition_count_is_refused_naming_the_fix(stack: Stack) -> None:
+    settings = stack.settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}.", "topic_partitions": 4})
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        # As an operator might have made it by hand, before the first start.
+        await admin.create_topics([NewTopic(topics.enriched_topic(settings), num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    with pytest.raises(StackError) as refused:
+        await topics.ensure_topics(settings)
+    message = str(refused.value)
+    assert f"{topics.enriched_topic(settings)} has 2" in message
+    assert "LINKED_ARTIFACTS_TOPIC_PARTITIONS is 4" in message and "recreate the topics" in message
+
+
+def test_the_check_names_every_mismatch() -> None:
+    specs = [
+        topics.TopicSpec("a", 4, {}, copartitioned=True),
+        topics.TopicSpec("b", 4, {}, copartitioned=True),
+        topics.TopicSpec("c", 4, {}, copartitioned=True),
+    ]
+    described = [
+        {"topic": "a", "partitions": [{}] * 4},
+        {"topic": "b", "partitions": [{}] * 8},
+        {"topic": "c", "partitions": [{}]},
+    ]
+    with pytest.raises(StackError, match=r"\(b has 8, c has 1;"):
+        topics.check_partitions(specs, described)
+    topics.check_partitions(specs[:1], described)  # the right count passes
