@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 # Records per batch (settings.worker_batch_events): large enough to coalesce hot keys and amortise sends,
 # small enough that a batch finishes in a few seconds, well inside the broker's poll and session timeouts.
 # 5,000 against 2,000 cut state writes per event from 0.96 to 0.62 and raised the worker's CPU rate by ~27%
-# (bench/worker_cpu.py); 10,000 filled within 1 s against 5,000 within 0.25 s: a replay's CPU
-# per event -27% (bench/README.md, session 8).
+# (bench/worker_cpu.py). 10,000 filled within 1 s against 5,000 within 0.25 s: a replay of 50,000 events
+# in 6 batches instead of 13-14, 1,604 / 2,186 -> 2,480 / 2,568 events/s (alternating runs, session 8).
 BATCH_MAX = Settings.model_fields["worker_batch_events"].default
 # Rounds of local derived messages per batch before the rest goes through the topic (pipeline.processor.exchange).
 LOCAL_ROUNDS_MAX = 50
