@@ -67,9 +67,6 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         specs = topic_specs(settings)
         missing = [spec for spec in specs if spec.name not in existing]
-        present = [spec for spec in specs if spec.copartitioned and spec.name in existing]
-        if present:
-            check_partitions(present, await admin.describe_topics([spec.name for spec in present]))
         if missing:
             await admin.create_topics(
                 [
@@ -82,6 +79,10 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     for spec in missing
                 ]
             )
+        # Checked after the creation too: a topic made by hand a moment ago can be missing from the list
+        # above, and creating it again fails in the response without raising.
+        copartitioned = [spec for spec in specs if spec.copartitioned]
+        check_partitions(copartitioned, await admin.describe_topics([spec.name for spec in copartitioned]))
         return [spec.name for spec in missing]
     finally:
         await admin.close()
@@ -90,8 +91,14 @@ async def ensure_topics(settings: Settings) -> list[str]:
 def check_partitions(specs: list[TopicSpec], described: list[dict[str, Any]]) -> None:
     """Refuse topics that exist with another partition count than the worker's co-partitioning needs:
     a key's events, derived messages, state and enriched record would land on different partitions."""
-    counts = {topic.get("topic", topic.get("name")): len(topic.get("partitions") or ()) for topic in described}
-    wrong = [(spec, counts.get(spec.name, 0)) for spec in specs if counts.get(spec.name, 0) != spec.partitions]
+    # A topic created a moment ago (by another process bootstrapping at the same time) may not have its
+    # partitions in the metadata yet: only a known count is judged.
+    counts = {
+        topic.get("topic", topic.get("name")): len(topic["partitions"])
+        for topic in described
+        if not topic.get("error_code") and topic.get("partitions")
+    }
+    wrong = [(spec, counts[spec.name]) for spec in specs if counts.get(spec.name, spec.partitions) != spec.partitions]
     if wrong:
         listed = ", ".join(f"{spec.name} has {count}" for spec, count in wrong)
         raise StackError(

@@ -202,6 +202,9 @@ def _metrics_text(ctx: QueryContext) -> str:
     if sink is not None:
         for name, value in vars(sink.stats).items():
             Gauge(f"la_sink_{name}", f"ClickHouse sink {name}", registry=registry).set(value)
+        Gauge("la_sink_gathered_rows", "Records the sink gathered for its next insert", registry=registry).set(
+            sink.gathered_rows
+        )
         if isinstance(sink.writer, WarehouseWriter):
             refreshes = Gauge("la_sink_snapshot_refreshes", "Snapshots the sink wrote after its inserts",
                               ["snapshot"], registry=registry)

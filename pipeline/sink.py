@@ -1,10 +1,11 @@
 """The ClickHouse sink: canonical events from Kafka into the event history table, exactly once.
 
 Contract (the order is the guarantee):
-1. consume a batch, bounded by size (``sink_batch_rows``) and time (``sink_flush_seconds``), from every
-   partition the fetch returned: one insert per fetch, because each insert costs ClickHouse a part and
-   its materialized views a pass (~80 ms in chDB whatever its size), and per-partition inserts made four
-   times as many;
+1. gather records from every partition until ``sink_batch_rows`` or until ``sink_flush_seconds`` passed
+   since the first: one insert for all of them, because each insert costs ClickHouse a part and its
+   materialized views a pass (~80 ms in chDB whatever its size); inserts per partition and per fetch made
+   two to four times as many. A rebalance flushes what was gathered before the partitions go (the
+   revocation waits for it), so no other consumer reads records this one has yet to insert;
 2. drop events whose ``event_id`` is already in ClickHouse (a webhook redelivered to another offset, or the
    replay of a batch that was inserted just before a crash);
 3. insert the rest with ``insert_deduplication_token = "<topic>:<partition>:<first>-<last>[,...]"`` (each
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from linked_artifacts.avro import AvroCodec, DecodeError
@@ -75,10 +76,15 @@ class ClickHouseSink:
         self.stats = SinkStats()
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
+        # Records gathered for the next insert, and when the first of them arrived.
+        self._pending: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        self._pending_rows = 0
+        self._pending_since = 0.0
+        # A flush from the loop and one from a revocation never overlap.
+        self._flushing = asyncio.Lock()
 
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(
-            self.topic,
             bootstrap_servers=self.settings.kafka_servers,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -88,23 +94,52 @@ class ClickHouseSink:
             max_poll_interval_ms=300_000,
             isolation_level="read_committed",
         )
+        self.consumer.subscribe([self.topic], listener=_FlushBeforeRevoke(self))
         await self.consumer.start()
+        limit = self.settings.sink_batch_rows
+        wait = self.settings.sink_flush_seconds
         try:
             while not self._stopping.is_set():
+                left = wait if not self._pending else max(0.0, self._pending_since + wait - time.monotonic())
                 batch = await self.consumer.getmany(
-                    timeout_ms=int(self.settings.sink_flush_seconds * 1000),
-                    max_records=self.settings.sink_batch_rows,
+                    timeout_ms=int(left * 1000), max_records=max(1, limit - self._pending_rows)
                 )
-                fetched = {tp: records for tp, records in batch.items() if records}
-                if fetched:
-                    await self._flush(fetched)
-                else:
+                fetched = False
+                for tp, records in batch.items():
+                    if records:
+                        if not self._pending:
+                            self._pending_since = time.monotonic()
+                        self._pending.setdefault(tp, []).extend(records)
+                        self._pending_rows += len(records)
+                        fetched = True
+                if self._pending and (
+                    self._pending_rows >= limit or time.monotonic() >= self._pending_since + wait
+                ):
+                    await self.flush_pending()
+                elif not fetched and not self._pending:
                     await asyncio.to_thread(self.writer.idle)
         finally:
+            # Whatever is still gathered is not committed: it is read again after a restart.
             await self.consumer.stop()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def gathered_rows(self) -> int:
+        """Records gathered for the next insert (``la_sink_gathered_rows``)."""
+        return self._pending_rows
+
+    def gathered(self) -> set[TopicPartition]:
+        """Partitions with records gathered and not yet inserted."""
+        return set(self._pending)
+
+    async def flush_pending(self) -> None:
+        """Insert and commit what was gathered (the loop when a batch is full or due; a revocation)."""
+        async with self._flushing:
+            pending, self._pending, self._pending_rows = self._pending, {}, 0
+            if pending:
+                await self._flush(pending)
 
     async def _flush(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         if self.consumer is None:
@@ -144,6 +179,21 @@ class ClickHouseSink:
             len(events) - len(fresh),
             time.monotonic() - started,
         )
+
+
+class _FlushBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Inserts and commits what was gathered while the commit is still accepted; the rebalance waits for
+    it. Always through the lock, even with nothing gathered: an insert the loop has under way must commit
+    before the partitions go, or the next owner could read (and insert) the same records meanwhile."""
+
+    def __init__(self, sink: ClickHouseSink) -> None:
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.sink.flush_pending()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
 
 
 def batch_token(ranges: Sequence[str]) -> str:

@@ -1,6 +1,7 @@
-"""The ClickHouse sink on a real broker and a real ClickHouse (chDB): one insert per fetch across partitions,
-offsets committed only after the insert, and a replay of everything (a crash before any commit, with other
-batch boundaries than the first run) adds no row: ``count() = uniqExact(event_id)``."""
+"""The ClickHouse sink on a real broker and a real ClickHouse (chDB): records gathered across partitions into
+one insert, offsets committed only after the insert, a replay of everything (a crash before any commit, with
+other batch boundaries than the first run) adds no row (``count() = uniqExact(event_id)``), and a rebalance
+inserts and commits what was gathered before the partitions go to another consumer."""
 
 from __future__ import annotations
 
@@ -72,10 +73,10 @@ def test_batch_token_lists_each_partitions_range_in_order() -> None:
     assert batch_token(["t:0:5-9", "t:3:0-4"]) == "t:0:5-9,t:3:0-4"
 
 
-async def test_sink_inserts_across_partitions_commits_after_and_a_replay_adds_nothing(
-    stack: Stack, warehouse: Warehouse
-) -> None:
-    settings = stack.settings.model_copy(update={"sink_batch_rows": 5_000, "sink_flush_seconds": 0.5})
+async def _topic_with_events(stack: Stack, count: int) -> tuple[str, list[ArtifactEvent]]:
+    """A fresh topic of PARTITIONS partitions holding ``count`` events, 20 of them delivered twice, and a poison
+    record."""
+    settings = stack.settings
     topic = f"la.sink-test-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
     await admin.start()
@@ -83,9 +84,8 @@ async def test_sink_inserts_across_partitions_commits_after_and_a_replay_adds_no
         await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
     finally:
         await admin.close()
-
     codec, _ = codecs(settings)
-    events = [storage_event("sha256:" + uuid.uuid4().hex * 2, repository=f"r{i}") for i in range(400)]
+    events = [storage_event("sha256:" + uuid.uuid4().hex * 2, repository=f"r{i}") for i in range(count)]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
     await producer.start()
     try:
@@ -97,17 +97,27 @@ async def test_sink_inserts_across_partitions_commits_after_and_a_replay_adds_no
         await producer.send_and_wait(topic, b"not an avro frame", key=b"poison")
     finally:
         await producer.stop()
+    return topic, events
+
+
+def _count(warehouse: Warehouse) -> tuple[int, int]:
+    row = warehouse.query("SELECT count(), uniqExact(event_id) FROM events").result_rows[0]
+    return int(row[0]), int(row[1])
+
+
+async def test_sink_inserts_across_partitions_commits_after_and_a_replay_adds_nothing(
+    stack: Stack, warehouse: Warehouse
+) -> None:
+    settings = stack.settings.model_copy(update={"sink_batch_rows": 5_000, "sink_flush_seconds": 0.5})
+    topic, _ = await _topic_with_events(stack, 400)
+    codec, _ = codecs(settings)
 
     group = f"sink-test-{uuid.uuid4().hex[:8]}"
     writer = RecordingWriter(WarehouseWriter(warehouse))
     sink = ClickHouseSink(settings, topic=topic, codec=codec, writer=writer, group_id=group)
     await _run_until(sink, lambda: sink.stats.rows >= 400 and sink.stats.poison == 1)
 
-    def count() -> tuple[int, int]:
-        row = warehouse.query("SELECT count(), uniqExact(event_id) FROM events").result_rows[0]
-        return int(row[0]), int(row[1])
-
-    assert count() == (400, 400)
+    assert _count(warehouse) == (400, 400)
     assert sink.stats.duplicates == 20 and sink.stats.poison == 1
     assert sum(rows for _, rows in writer.writes) == 400
     # Fewer inserts than partitions: a fetch from several partitions is one insert, and its token names
@@ -136,4 +146,44 @@ async def test_sink_inserts_across_partitions_commits_after_and_a_replay_adds_no
     replay = ClickHouseSink(settings, topic=topic, codec=codec, writer=again, group_id=group + "-replay")
     await _run_until(replay, lambda: replay.stats.duplicates >= 420)
     assert replay.stats.rows == 0 and again.writes == []
-    assert count() == (400, 400)
+    assert _count(warehouse) == (400, 400)
+
+
+async def test_a_rebalance_inserts_and_commits_what_was_gathered_before_the_partitions_go(
+    stack: Stack, warehouse: Warehouse
+) -> None:
+    # A flush interval far beyond the test: only the revocation can make the first sink insert.
+    settings = stack.settings.model_copy(update={"sink_batch_rows": 5_000, "sink_flush_seconds": 120.0})
+    topic, _ = await _topic_with_events(stack, 300)
+    codec, _ = codecs(settings)
+    group = f"sink-test-{uuid.uuid4().hex[:8]}"
+    first_writer = RecordingWriter(WarehouseWriter(warehouse))
+    first = ClickHouseSink(settings, topic=topic, codec=codec, writer=first_writer, group_id=group)
+    first_task = asyncio.create_task(first.run())
+    second: ClickHouseSink | None = None
+    second_task: asyncio.Task[None] | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while first.gathered_rows < 321 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert first.gathered() and first_writer.writes == [], "the first sink should gather, not insert yet"
+
+        # A second consumer joins the group: the first one's partitions are revoked (some move).
+        second_writer = RecordingWriter(WarehouseWriter(warehouse))
+        second = ClickHouseSink(settings, topic=topic, codec=codec, writer=second_writer, group_id=group)
+        second_task = asyncio.create_task(second.run())
+        deadline = time.monotonic() + 60
+        while not first_writer.writes and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert first_writer.writes, "the revocation did not insert what the first sink had gathered"
+        assert sum(rows for _, rows in first_writer.writes) == 300
+        await asyncio.sleep(3)  # the second sink reads from the commits: nothing is left for it
+        assert second_writer.writes == []
+        assert _count(warehouse) == (300, 300)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        await first_task
+        if second_task is not None:
+            await second_task
