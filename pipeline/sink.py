@@ -130,10 +130,6 @@ class ClickHouseSink:
         """Records gathered for the next insert (``la_sink_gathered_rows``)."""
         return self._pending_rows
 
-    def gathered(self) -> set[TopicPartition]:
-        """Partitions with records gathered and not yet inserted."""
-        return set(self._pending)
-
     async def flush_pending(self) -> None:
         """Insert and commit what was gathered (the loop when a batch is full or due; a revocation)."""
         async with self._flushing:

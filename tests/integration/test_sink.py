@@ -73,7 +73,7 @@ def test_batch_token_lists_each_partitions_range_in_order() -> None:
     assert batch_token(["t:0:5-9", "t:3:0-4"]) == "t:0:5-9,t:3:0-4"
 
 
-async def _topic_with_events(stack: Stack, count: int) -> tuple[str, list[ArtifactEvent]]:
+async def _topic_with_events(stack: Stack, count: int) -> str:
     """A fresh topic of PARTITIONS partitions holding ``count`` events, 20 of them delivered twice, and a poison
     record."""
     settings = stack.settings
@@ -97,7 +97,7 @@ async def _topic_with_events(stack: Stack, count: int) -> tuple[str, list[Artifa
         await producer.send_and_wait(topic, b"not an avro frame", key=b"poison")
     finally:
         await producer.stop()
-    return topic, events
+    return topic
 
 
 def _count(warehouse: Warehouse) -> tuple[int, int]:
@@ -109,7 +109,7 @@ async def test_sink_inserts_across_partitions_commits_after_and_a_replay_adds_no
     stack: Stack, warehouse: Warehouse
 ) -> None:
     settings = stack.settings.model_copy(update={"sink_batch_rows": 5_000, "sink_flush_seconds": 0.5})
-    topic, _ = await _topic_with_events(stack, 400)
+    topic = await _topic_with_events(stack, 400)
     codec, _ = codecs(settings)
 
     group = f"sink-test-{uuid.uuid4().hex[:8]}"
@@ -154,7 +154,7 @@ async def test_a_rebalance_inserts_and_commits_what_was_gathered_before_the_part
 ) -> None:
     # A flush interval far beyond the test: only the revocation can make the first sink insert.
     settings = stack.settings.model_copy(update={"sink_batch_rows": 5_000, "sink_flush_seconds": 120.0})
-    topic, _ = await _topic_with_events(stack, 300)
+    topic = await _topic_with_events(stack, 300)
     codec, _ = codecs(settings)
     group = f"sink-test-{uuid.uuid4().hex[:8]}"
     first_writer = RecordingWriter(WarehouseWriter(warehouse))
@@ -166,7 +166,7 @@ async def test_a_rebalance_inserts_and_commits_what_was_gathered_before_the_part
         deadline = time.monotonic() + 60
         while first.gathered_rows < 321 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        assert first.gathered() and first_writer.writes == [], "the first sink should gather, not insert yet"
+        assert first.gathered_rows == 321 and first_writer.writes == [], "the first sink should gather, not insert yet"
 
         # A second consumer joins the group: the first one's partitions are revoked (some move).
         second_writer = RecordingWriter(WarehouseWriter(warehouse))
