@@ -185,6 +185,15 @@ def _metrics_text(ctx: QueryContext) -> str:
             "Seeks back to a partition's first unhandled record after the stream dropped it (around a rebalance)",
             registry=registry,
         ).set(linker.offsets.refetched)
+        handovers = Gauge(
+            "la_worker_record_handovers",
+            "Fetched records handed to the stream: directly, or waiting (a full stream buffer: back-pressure)",
+            ["path"],
+            registry=registry,
+        )
+        consumer = linker.app.consumer
+        handovers.labels(path="direct").set(getattr(consumer, "handed_over", 0))
+        handovers.labels(path="waited").set(getattr(consumer, "waited", 0))
         lag = Gauge(
             "la_worker_partition_commit_lag",
             "Records past the committed offset, per partition of the events and derived topics this worker owns",

@@ -270,5 +270,7 @@ def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(s
     young = gc_tuning.THRESHOLDS[0]
     assert re.search(rf'la_gc_threshold\{{generation="0"\}} {young}\.0', metrics), metrics
     assert re.search(r"process_cpu_seconds_total [0-9]", metrics), metrics
+    # Every record of the story reached the stream through the worker's consumer (pipeline.faust_consumer).
+    assert re.search(r'la_worker_record_handovers\{path="direct"\} [1-9]', metrics), metrics
     listed = query.get("/artifacts", params={"find": "payments-api"})
     assert listed.status_code == 200 and INDEX in listed.text

@@ -1,0 +1,65 @@
+"""Faust's Kafka consumer with a cheaper hand-over of each fetched record to the streams.
+
+Faust's fetch loop hands every record to the conductor through ``Service.wait_first(callback(message),
+suspend_flow.wait())``, so that a rebalance can abandon a hand-over stuck on a full stream buffer. That
+creates four asyncio tasks and an ``asyncio.wait`` per record, the largest single cost of consuming with
+Faust here. The hand-over only waits when the flow is suspended or a subscribed stream's buffer is full;
+otherwise it runs to completion without suspending. So in that case this consumer awaits it directly,
+and everything else (the race with a suspension, a full buffer's back-pressure) stays Faust's.
+"""
+
+from __future__ import annotations
+
+from types import CoroutineType
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from mode.services import WaitArgT, WaitResults
+
+
+class Consumer(aiokafka_driver.Consumer):
+    # Hand-overs done directly / left to Faust's wait_first (tests; a rough gauge of back-pressure).
+    handed_over = 0
+    waited = 0
+
+    async def wait_first(self, *coros: WaitArgT, timeout: Any = None) -> WaitResults:
+        handover = coros[0] if len(coros) == 2 and timeout is None else None
+        if isinstance(handover, CoroutineType) and handover.cr_code is _callback_code(self):
+            if self._cannot_wait(handover):
+                self.handed_over += 1
+                stop_waiting = coros[1]
+                if isinstance(stop_waiting, CoroutineType):
+                    stop_waiting.close()  # the suspension's wait, never started
+                return WaitResults([handover], [await handover], False)
+            self.waited += 1
+        return await super().wait_first(*coros, timeout=timeout)
+
+    def _cannot_wait(self, handover: CoroutineType[Any, Any, Any]) -> bool:
+        """True when ``handover`` is the fetch loop's hand-over of a record and nothing can make it wait."""
+        if self.suspend_flow.is_set():
+            return False
+        app = self.app
+        if not app.flow_control.is_active() or app.producer.buffer.size > app.producer.buffer.max_messages:
+            return False
+        message = handover.cr_frame.f_locals.get("message") if handover.cr_frame else None
+        if message is None:
+            return False
+        conductor: Any = app.topics  # the index is the implementation's, not on ConductorT
+        channels = conductor._topic_name_index.get(message.topic, ())
+        return all(not channel.queue.full() for channel in channels)
+
+
+def _callback_code(consumer: Consumer) -> Any:
+    return getattr(consumer.callback, "__code__", None)
+
+
+class Transport(aiokafka_driver.Transport):
+    Consumer = Consumer
+
+
+class App(faust.App):
+    """``faust.App`` whose Kafka consumer is the one above."""
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
