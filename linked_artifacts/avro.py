@@ -17,7 +17,7 @@ import fastavro
 import httpx
 from pydantic import BaseModel
 
-from linked_artifacts import avro_schema
+from linked_artifacts import avro_schema, avro_writer
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAGIC = 0
@@ -117,6 +117,7 @@ class AvroCodec(Generic[M]):
         self.subject = subject
         self.schema = avro_schema.load(schema_name)
         self.parsed = fastavro.parse_schema(self.schema)
+        self._write = _compiled(self.schema)
         self.model = model
         self._schema_id: int | None = None
         self._readers: dict[int, Any] = {}
@@ -128,10 +129,14 @@ class AvroCodec(Generic[M]):
         return self._schema_id
 
     def encode(self, record: BaseModel) -> bytes:
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(MAGIC, self.schema_id))
         # model_dump builds the nested dicts in pydantic's compiled core: several times faster than walking
         # the model in Python, which matters for the large linked-state records.
+        if self._write is not None:
+            out = bytearray(_HEADER.pack(MAGIC, self.schema_id))
+            self._write(out, record.model_dump())
+            return bytes(out)
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, self.schema_id))
         fastavro.schemaless_writer(buf, self.parsed, record.model_dump())
         return buf.getvalue()
 
@@ -161,3 +166,11 @@ class AvroCodec(Generic[M]):
             return self.model.model_validate(raw)
         except Exception as exc:
             raise DecodeError(f"decoded record fails validation: {exc}") from exc
+
+
+def _compiled(schema: Any) -> avro_writer.Write | None:
+    """The compiled writer of ``schema`` (same bytes as fastavro, ~4x faster), or None to keep fastavro."""
+    try:
+        return avro_writer.compile_writer(schema)
+    except avro_writer.UnsupportedSchema:
+        return None

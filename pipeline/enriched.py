@@ -9,13 +9,12 @@ zero), at a fraction of the cost: the enriched encode was the largest single cos
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import fastavro
 from pydantic import BaseModel
 
 from linked_artifacts.avro import _HEADER, MAGIC, AvroCodec
+from linked_artifacts.avro_writer import Write, compile_writer, write_long, write_string
 from pipeline.state import LinkedArtifactState
 
 # The state's fields in schema order: three scalars written here, then arrays of records.
@@ -38,12 +37,12 @@ class StateEncoder:
             raise ValueError(f"linked_artifact schema fields changed ({fields}); update pipeline.enriched")
         definitions = _definitions(schema)
         namespace = schema.get("namespace")
-        self._item_schemas: dict[str, Any] = {}
+        self._item_writers: dict[str, Write] = {}
         for field in schema["fields"][len(_SCALARS) :]:
             items = field["type"]["items"]
             name = items if isinstance(items, str) else items["name"]
             standalone = _standalone(definitions[name.rsplit(".", 1)[-1]], definitions, namespace)
-            self._item_schemas[field["name"]] = fastavro.parse_schema(standalone)
+            self._item_writers[field["name"]] = compile_writer(standalone)
         self._cache: dict[int, tuple[BaseModel, bytes]] = {}
         self._previous: dict[int, tuple[BaseModel, bytes]] = {}
         self._cache_size = cache_size
@@ -52,24 +51,24 @@ class StateEncoder:
 
     def encode(self, state: LinkedArtifactState) -> bytes:
         out = bytearray(_HEADER.pack(MAGIC, self.codec.schema_id))
-        _write_string(out, state.key)
-        _write_long(out, state.version)
-        _write_long(out, len(state.event_ids))
+        write_string(out, state.key)
+        write_long(out, state.version)
+        write_long(out, len(state.event_ids))
         if state.event_ids:
             for event_id in state.event_ids:
-                _write_string(out, event_id)
-            _write_long(out, 0)
+                write_string(out, event_id)
+            write_long(out, 0)
         for name in _RECORD_ARRAYS:
             items: list[BaseModel] = getattr(state, name)
-            _write_long(out, len(items))
+            write_long(out, len(items))
             if items:
-                schema = self._item_schemas[name]
+                write = self._item_writers[name]
                 for item in items:
-                    out += self._record_bytes(item, schema)
-                _write_long(out, 0)
+                    out += self._record_bytes(item, write)
+                write_long(out, 0)
         return bytes(out)
 
-    def _record_bytes(self, item: BaseModel, schema: Any) -> bytes:
+    def _record_bytes(self, item: BaseModel, write: Write) -> bytes:
         cached = self._cache.get(id(item))
         if cached is None:
             cached = self._previous.get(id(item))
@@ -79,9 +78,9 @@ class StateEncoder:
             self.hits += 1
             return cached[1]
         self.misses += 1
-        buffer = io.BytesIO()
-        fastavro.schemaless_writer(buffer, schema, item.model_dump())
-        data = buffer.getvalue()
+        buffer = bytearray()
+        write(buffer, item.model_dump())
+        data = bytes(buffer)
         self._remember(item, data)
         return data
 
@@ -91,21 +90,6 @@ class StateEncoder:
             # published move to the young one; replaced records age out with the old one.
             self._previous, self._cache = self._cache, {}
         self._cache[id(item)] = (item, data)
-
-
-def _write_long(out: bytearray, value: int) -> None:
-    """Avro long: zig-zag, then base-128 varint."""
-    n = (value << 1) ^ (value >> 63)
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _write_string(out: bytearray, value: str) -> None:
-    data = value.encode()
-    _write_long(out, len(data))
-    out += data
 
 
 def _definitions(schema: Any) -> dict[str, dict[str, Any]]:
