@@ -51,7 +51,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from linked_artifacts.events import repo_key, run_key
 from pipeline.merge import join_builds, join_links, link_identity
@@ -87,11 +87,11 @@ _MEMBER_REPLY: dict[DerivedKind, tuple[str, DerivedKind]] = {
 
 def derived_from(before: LinkedArtifactState, after: LinkedArtifactState) -> list[Derived]:
     """The messages the change from ``before`` to ``after`` must send, sorted by (target, kind)."""
-    old = _plan(before)
+    old = _replaced_plan(before)
     build = _Messages(after)
     return [
         build(target=target, kind=kind, version=version)
-        for (target, kind), (version, token) in sorted(_plan(after).items())
+        for (target, kind), (version, token) in sorted(plan_of(after).items())
         if old.get((target, kind)) != (version, token)
     ]
 
@@ -99,7 +99,7 @@ def derived_from(before: LinkedArtifactState, after: LinkedArtifactState) -> lis
 def outgoing(state: LinkedArtifactState) -> list[Derived]:
     """Every message this state stands behind now (a full resend, e.g. after restoring a state)."""
     build = _Messages(state)
-    return [build(target=t, kind=k, version=v) for (t, k), (v, _) in sorted(_plan(state).items())]
+    return [build(target=t, kind=k, version=v) for (t, k), (v, _) in sorted(plan_of(state).items())]
 
 
 def _snapshots(state: LinkedArtifactState, kind: DerivedKind) -> list[Derived]:
@@ -119,6 +119,34 @@ def _verdict_token(verdict: SlotEnd | None) -> tuple[Any, ...]:
 
 # What a plan names per message: its origin_version, and a token that moves exactly when its payload does.
 Plan = dict[Target, tuple[int, Any]]
+
+
+# The plans of recent states: a change is planned against the state it replaces, which was the state a
+# change of the previous batch planned, so without this every state is planned twice. Keyed by identity;
+# an entry holds its state, so the id is not reused while cached. Large enough for every key of a batch.
+_PLANS: dict[int, tuple[LinkedArtifactState, Plan]] = {}
+_PLANS_KEPT = 65_536
+
+
+def plan_of(state: LinkedArtifactState) -> Plan:
+    """``_plan``, remembered for the most recent states (the result is read-only)."""
+    cached = _PLANS.get(id(state))
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    plan = _plan(state)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[id(state)] = (state, plan)
+    return plan
+
+
+def _replaced_plan(state: LinkedArtifactState) -> Plan:
+    """The plan of a state being replaced: taken out of the cache, which would otherwise keep the old
+    state alive until the next clear."""
+    cached = _PLANS.pop(id(state), None)
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    return _plan(state)
 
 
 def _plan(state: LinkedArtifactState) -> Plan:
@@ -150,7 +178,7 @@ def _plan(state: LinkedArtifactState) -> Plan:
 def _replies(state: LinkedArtifactState, role: str, own: int) -> Plan:
     """What a repository, run or slot key answers its members."""
     plan: Plan = {}
-    verdicts: dict[str, SlotEnd] | None = None
+    verdicts: dict[str, Verdict] | None = None
     for snapshot in state.inherited:
         reply = _MEMBER_REPLY.get(snapshot.kind)
         if reply is None or reply[0] != role:
@@ -160,8 +188,8 @@ def _replies(state: LinkedArtifactState, role: str, own: int) -> Plan:
                 verdicts = slot_verdicts(state)
             verdict = verdicts.get(snapshot.origin_key)
             # Only an end is news: without one the member's own history already says it is deployed.
-            if verdict is not None and verdict.end is not None:
-                plan[(snapshot.origin_key, "slot-holder")] = (0, _verdict_token(verdict))
+            if verdict is not None:
+                plan[(snapshot.origin_key, "slot-holder")] = (0, verdict.token)
         else:
             plan[(snapshot.origin_key, reply[1])] = (own, None)
     return plan
@@ -194,7 +222,7 @@ class _Messages:
 
     def __init__(self, state: LinkedArtifactState) -> None:
         self.state = state
-        self._verdicts: dict[str, SlotEnd] | None = None
+        self._verdicts: dict[str, Verdict] | None = None
 
     def __call__(self, *, target: str, kind: DerivedKind, version: int) -> Derived:
         state = self.state
@@ -222,7 +250,7 @@ class _Messages:
         elif kind == "slot-holder":
             if self._verdicts is None:
                 self._verdicts = slot_verdicts(state)
-            base["slot_end"] = self._verdicts[target]
+            base["slot_end"] = self._verdicts[target].to_slot_end()
         elif kind == "slot-member":
             base["history"] = next(d.history for d in state.deployments if d.slot == target)
         return Derived(**base)
@@ -234,11 +262,11 @@ class _Messages:
 # The verdicts of recent slot states: a batch plans the state it read (the last batch's result) and the
 # state it writes, so each slot state's verdicts are otherwise computed twice. Keyed by identity; the entry
 # holds the state, so the id is not reused while cached.
-_VERDICTS: dict[int, tuple[LinkedArtifactState, dict[str, SlotEnd]]] = {}
+_VERDICTS: dict[int, tuple[LinkedArtifactState, dict[str, Verdict]]] = {}
 _VERDICTS_KEPT = 2_048
 
 
-def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
+def slot_verdicts(state: LinkedArtifactState) -> dict[str, Verdict]:
     """``_slot_verdicts``, remembered for the most recent slot states (the result is read-only)."""
     cached = _VERDICTS.get(id(state))
     if cached is not None and cached[0] is state:
@@ -250,7 +278,30 @@ def slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
     return verdicts
 
 
-def _slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
+class Verdict(NamedTuple):
+    """A member's verdict before it is a ``SlotEnd``: a slot computes one for every member whose deployment
+    ended, and only those that moved are sent, so the model is built only for those (``to_slot_end``)."""
+
+    slot: str
+    member_latest: Stamp
+    end: Stamp
+    ended_by: str  # '' for a slot-keyed decommission
+
+    @property
+    def token(self) -> tuple[Any, ...]:
+        return (self.member_latest.order, self.end.order)  # as _verdict_token of its SlotEnd
+
+    def to_slot_end(self) -> SlotEnd:
+        return SlotEnd(
+            slot=self.slot,
+            member_latest=self.member_latest,
+            end=self.end,
+            end_reason="superseded" if self.ended_by else "slot-decommissioned",
+            ended_by=self.ended_by or None,
+        )
+
+
+def _slot_verdicts(state: LinkedArtifactState) -> dict[str, Verdict]:
     """For a slot's state: for each member digest whose latest deployment there has ended, what ended it.
 
     A member's deployment ends at the first change after its own latest deployed change that is either
@@ -271,19 +322,13 @@ def _slot_verdicts(state: LinkedArtifactState) -> dict[str, SlotEnd]:
                     latest[digest] = (order, change.stamp)
     enders.sort(key=lambda item: (item[0], item[1]))
     orders = [item[0] for item in enders]
-    verdicts: dict[str, SlotEnd] = {}
+    verdicts: dict[str, Verdict] = {}
     for member, (order, stamp) in latest.items():
         position = bisect_right(orders, order)
         if position == len(enders):
             continue
         _, by, end = enders[position]
-        verdicts[member] = SlotEnd(
-            slot=state.key,
-            member_latest=stamp,
-            end=end,
-            end_reason="superseded" if by else "slot-decommissioned",
-            ended_by=by or None,
-        )
+        verdicts[member] = Verdict(state.key, stamp, end, by)
     return verdicts
 
 

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from linked_artifacts.events import ArtifactEvent
+from pipeline import derive
 from pipeline.derive import derived_from, linked_view, outgoing
 from pipeline.merge import merge
 from pipeline.state import Derived, LinkedArtifactState, empty_state
@@ -236,3 +237,17 @@ def test_derived_messages_round_trip_through_json() -> None:
     states = f.run_system([f.deployment("dep", f.INDEX, 1), f.link("link", f.INDEX, platform_digest=f.AMD64)])
     for message in outgoing(states[f.INDEX]):
         assert Derived.model_validate_json(message.model_dump_json()) == message
+
+
+def test_a_replaced_state_s_plan_leaves_the_cache_and_a_kept_one_is_reused() -> None:
+    state = merge(empty_state(f.INDEX), f.link("link", f.INDEX, platform_digest=f.AMD64))
+    after = merge(state, f.deployment("dep", f.INDEX, 1))
+    derived_from(state, after)
+    assert id(after) in derive._PLANS and id(state) not in derive._PLANS  # planned once, as `after`
+    later = merge(after, f.deployment("dep2", f.INDEX, 2))
+    sent = derived_from(after, later)  # `after` is replaced now: its plan is taken, not recomputed
+    assert id(after) not in derive._PLANS and sent
+    # The same messages as planning from scratch: an equal state that is another object is not cached.
+    assert derived_from(after.model_copy(), later) == sent
+    copy = after.model_copy()
+    assert derive.plan_of(copy) == derive._plan(after) and derive._PLANS[id(copy)][0] is copy
