@@ -50,7 +50,7 @@ REQUEST_TIMEOUT_S = 60.0
 AIM_EVENTS_PER_S = 2_500
 AIM_VS_NAIVE = 3.0
 AIM_VS_PLAIN = 0.5
-REFERENCE_MODES = ("count", "naive", "naive-gc", "replay", "replay-default-gc")
+REFERENCE_MODES = ("count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc")
 
 
 @dataclass
@@ -285,6 +285,26 @@ async def live_run(system: h.System, args: argparse.Namespace, run: str) -> tupl
     return live, {"workload": workload, "cpu_ingest": ingest_cpu, "cpu_after_ingest": drain_cpu}
 
 
+def median_run(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (the lower middle one of an even count), with every round's rate."""
+    ordered = sorted(found, key=lambda r: r.get("events_per_s") or 0.0)
+    return ordered[(len(ordered) - 1) // 2] | {"round_rates": [r.get("events_per_s") for r in found]}
+
+
+def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
+    """Per round: each reference's rate, and the replay against the naive join and the plain agent."""
+    def at(mode: str, n: int) -> float | None:
+        found = runs.get(mode, [])
+        return found[n].get("events_per_s") if n < len(found) else None
+
+    rows = []
+    for n in range(max((len(r) for r in runs.values()), default=0)):
+        count, naive, replay = at("count", n), at("naive", n), at("replay", n)
+        rows.append([n + 1, count or "n/a", naive or "n/a", replay or "n/a",
+                     replay / naive if replay and naive else "n/a", replay / count if replay and count else "n/a"])
+    return rows
+
+
 def rate(events: int, seconds: float | None) -> float | None:
     return events / seconds if seconds else None
 
@@ -316,7 +336,8 @@ def figures(live: Live, refs: dict[str, dict[str, Any]], expect: int) -> dict[st
         "end_to_end_seconds": e2e,
         "end_to_end_events_per_s": rate(expect, e2e),
     }
-    for mode, key in (("count", "plain_agent"), ("naive", "naive_join"), ("naive-gc", "naive_join_tuned_gc"),
+    for mode, key in (("count", "plain_agent"), ("count-direct", "plain_agent_direct"),
+                      ("naive", "naive_join"), ("naive-gc", "naive_join_tuned_gc"),
                       ("replay", "worker_replay"), ("replay-default-gc", "worker_replay_default_gc")):
         out[f"{key}_events_per_s"] = refs.get(mode, {}).get("events_per_s")
         out[f"{key}_partial"] = not refs.get(mode, {}).get("finished", False)
@@ -380,6 +401,8 @@ def report(result: dict[str, Any]) -> None:
         live_row("end to end (HTTP -> ClickHouse + state)", f["end_to_end_seconds"],
                  f["end_to_end_events_per_s"] or (n / last["t"] if last else None)),
         ref_row("(c) reference: plain Faust agent", "count", "plain_agent"),
+        *([ref_row("(c') plain agent, the worker's consumer", "count-direct", "plain_agent_direct")]
+          if "count-direct" in refs else []),
         ref_row("(d) reference: naive Faust join", "naive", "naive_join"),
         *([ref_row("(d') naive join, worker's GC tuning", "naive-gc", "naive_join_tuned_gc")]
           if "naive-gc" in refs else []),
@@ -393,6 +416,11 @@ def report(result: dict[str, Any]) -> None:
               f"derived messages, the sink by {last['events_end'] - last['sink']:,} events")
     if any(not r.get("finished") for r in refs.values()):
         h.say("[partial]: a reference stopped at its deadline; its rate is over the events it consumed")
+    if len(result.get("reference_rounds", {}).get("replay", [])) > 1:
+        h.say("")
+        h.say("reference rounds (the figures above are each reference's median round):")
+        h.say(h.table(["round", "(c) plain", "(d) naive", "(a') replay", "x naive", "x plain"],
+                      round_ratios(result["reference_rounds"])))
     h.say("")
     rows = aims(f)
     if rows:
@@ -421,8 +449,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=270.0, help="longest live run in seconds (270)")
     parser.add_argument("--ref-timeout", type=float, default=90.0, help="longest reference run in seconds (90)")
     parser.add_argument("--references", default="count,naive,replay",
-                        help="comma-separated reference runs: count, naive, naive-gc (naive with the worker's "
-                             "garbage-collector tuning), replay, replay-default-gc ('' for none)")
+                        help="comma-separated reference runs: count, count-direct (count on the worker's Faust "
+                             "consumer), naive, naive-gc (naive with the worker's garbage-collector tuning), replay, "
+                             "replay-default-gc ('' for none)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the references, interleaved; each figure is the median round (default 1)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--client", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -432,8 +463,8 @@ def main() -> None:
                         "--set worker_batch_events=5000 --set worker_batch_seconds=0.25")
     args = parser.parse_args()
     modes = [m for m in args.references.split(",") if m]
-    if not 0 < args.events <= 2_000_000 or any(m not in REFERENCE_MODES for m in modes):
-        parser.error(f"--events must be 1..2000000; --references takes {', '.join(REFERENCE_MODES)}")
+    if not 0 < args.events <= 2_000_000 or not 0 < args.rounds <= 9 or any(m not in REFERENCE_MODES for m in modes):
+        parser.error(f"--events must be 1..2000000, --rounds 1..9; --references takes {', '.join(REFERENCE_MODES)}")
 
     run = uuid.uuid4().hex[:8]
     system = h.System(keep=args.keep, log_level=args.log_level, overrides=h.parse_overrides(args.set))
@@ -446,9 +477,16 @@ def main() -> None:
         count, source = clickhouse_count(system)
         # The topic holds every event once ingest is done, whether or not the live worker caught up.
         pause = live.worker_done is None and bool(modes)
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
         with paused_worker(system, paused=pause):
-            refs = {mode: run_reference(system, mode, run=run, expect=probe_end, timeout=args.ref_timeout)
-                    for mode in modes}
+            # Rounds interleave the references, so a drift in the machine's speed (it moves by ~40% within
+            # minutes on a shared host) reaches every reference alike, and each round's ratios pair runs
+            # made minutes apart at most.
+            for n in range(args.rounds):
+                for mode in modes:
+                    runs[mode].append(run_reference(system, mode, run=run if n == 0 else f"{run}-r{n + 1}",
+                                                    expect=probe_end, timeout=args.ref_timeout))
+        refs = {mode: median_run(found) for mode, found in runs.items()}
     last = live.samples[-1] if live.samples else None
     result: dict[str, Any] = {
         "benchmark": "pipeline_e2e", "finished_at": datetime.now(UTC).isoformat(), "machine": info,
@@ -460,6 +498,7 @@ def main() -> None:
                  "request_latency": h.latency_summary(live.latencies), "metrics_error": live.metrics_error,
                  "samples": [asdict(s) for s in live.samples]},
         "references": refs,
+        "reference_rounds": runs,
         "live_worker_paused_during_references": pause,
         "checks": {"events_topic_end": probe_end, "clickhouse_count": count, "clickhouse_count_source": source
                    if count is not None else f"la_sink_rows metric; {source}",
