@@ -129,11 +129,10 @@ class AvroCodec(Generic[M]):
         return self._schema_id
 
     def encode(self, record: BaseModel) -> bytes:
-        # model_dump builds the nested dicts in pydantic's compiled core: several times faster than walking
-        # the model in Python, which matters for the large linked-state records.
         if self._write is not None:
+            # The compiled writer reads the model's attributes: no nested dicts to build first.
             out = bytearray(_HEADER.pack(MAGIC, self.schema_id))
-            self._write(out, record.model_dump())
+            self._write(out, record)
             return bytes(out)
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self.schema_id))

@@ -97,7 +97,8 @@ _PRIMITIVE_WRITERS: dict[str, Write] = {
 
 
 def compile_writer(schema: Any) -> Write:
-    """``write(out, value)`` appending the Avro binary encoding of ``value`` (dicts for records) to ``out``."""
+    """``write(out, value)`` appending the Avro binary encoding of ``value`` to ``out``. A record is a dict or
+    an object with the fields as attributes (a pydantic model: no ``model_dump`` needed)."""
     return _Compiler().compile(schema, _namespace_of(schema))
 
 
@@ -160,8 +161,12 @@ class _Compiler:
         ]
 
         def write_record(out: bytearray, value: Any) -> None:
-            for field_name, write, default in fields:
-                write(out, value.get(field_name, default))
+            if isinstance(value, dict):
+                for field_name, write, default in fields:
+                    write(out, value.get(field_name, default))
+            else:  # a model: its attributes are what model_dump would give (no aliases or serializers here)
+                for field_name, write, _ in fields:
+                    write(out, getattr(value, field_name))
 
         cell[0] = write_record
         return write_record

@@ -79,7 +79,7 @@ class StateEncoder:
             return cached[1]
         self.misses += 1
         buffer = bytearray()
-        write(buffer, item.model_dump())
+        write(buffer, item)
         data = bytes(buffer)
         self._remember(item, data)
         return data
