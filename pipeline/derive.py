@@ -49,9 +49,9 @@ releases succeeding each other, per-change verdicts to every past member made th
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from linked_artifacts.events import repo_key, run_key
 from pipeline.merge import join_builds, join_links, link_identity
@@ -82,12 +82,41 @@ _MEMBER_REPLY: dict[DerivedKind, tuple[str, DerivedKind]] = {
 }
 
 
+V = TypeVar("V")
+
+
+class _ByIdentity(Generic[V]):
+    """A pure function of a state, its results remembered for recent states by the state's identity (the
+    results are read-only). An entry holds its state, so an id is not reused while cached; at ``kept``
+    entries the cache starts over."""
+
+    def __init__(self, compute: Callable[[LinkedArtifactState], V], *, kept: int) -> None:
+        self.compute = compute
+        self.kept = kept
+        self.entries: dict[int, tuple[LinkedArtifactState, V]] = {}
+
+    def __call__(self, state: LinkedArtifactState) -> V:
+        cached = self.entries.get(id(state))
+        if cached is not None and cached[0] is state:
+            return cached[1]
+        result = self.compute(state)
+        if len(self.entries) >= self.kept:
+            self.entries.clear()
+        self.entries[id(state)] = (state, result)
+        return result
+
+    def take(self, state: LinkedArtifactState) -> V:
+        """The result for a state about to be replaced, its entry dropped."""
+        cached = self.entries.pop(id(state), None)
+        return cached[1] if cached is not None and cached[0] is state else self.compute(state)
+
+
 # --- messages --------------------------------------------------------------------------------------------
 
 
 def derived_from(before: LinkedArtifactState, after: LinkedArtifactState) -> list[Derived]:
     """The messages the change from ``before`` to ``after`` must send, sorted by (target, kind)."""
-    old = _replaced_plan(before)
+    old = plan_of.take(before)  # `before` is replaced: its entry would keep it alive until the next clear
     build = _Messages(after)
     return [
         build(target=target, kind=kind, version=version)
@@ -121,34 +150,6 @@ def _verdict_token(verdict: SlotEnd | None) -> tuple[Any, ...]:
 Plan = dict[Target, tuple[int, Any]]
 
 
-# The plans of recent states: a change is planned against the state it replaces, which was the state a
-# change of the previous batch planned, so without this every state is planned twice. Keyed by identity;
-# an entry holds its state, so the id is not reused while cached. Large enough for every key of a batch.
-_PLANS: dict[int, tuple[LinkedArtifactState, Plan]] = {}
-_PLANS_KEPT = 65_536
-
-
-def plan_of(state: LinkedArtifactState) -> Plan:
-    """``_plan``, remembered for the most recent states (the result is read-only)."""
-    cached = _PLANS.get(id(state))
-    if cached is not None and cached[0] is state:
-        return cached[1]
-    plan = _plan(state)
-    if len(_PLANS) >= _PLANS_KEPT:
-        _PLANS.clear()
-    _PLANS[id(state)] = (state, plan)
-    return plan
-
-
-def _replaced_plan(state: LinkedArtifactState) -> Plan:
-    """The plan of a state being replaced: taken out of the cache, which would otherwise keep the old
-    state alive until the next clear."""
-    cached = _PLANS.pop(id(state), None)
-    if cached is not None and cached[0] is state:
-        return cached[1]
-    return _plan(state)
-
-
 def _plan(state: LinkedArtifactState) -> Plan:
     """(target, kind) -> (origin_version, token) of every message this state stands behind."""
     plan: Plan = {}
@@ -173,6 +174,11 @@ def _plan(state: LinkedArtifactState) -> Plan:
             plan[(deployment.slot, "slot-member")] = (len(deployment.history), None)
     plan.update(_replies(state, role, own))
     return {target: entry for target, entry in plan.items() if target[0] != state.key}
+
+
+# A change is planned against the state it replaces, which the previous batch planned as its new state:
+# without this every state is planned twice. Large enough for every key of a batch.
+plan_of = _ByIdentity(_plan, kept=65_536)
 
 
 def _replies(state: LinkedArtifactState, role: str, own: int) -> Plan:
@@ -259,25 +265,6 @@ class _Messages:
 # --- the slot's verdicts ---------------------------------------------------------------------------------
 
 
-# The verdicts of recent slot states: a batch plans the state it read (the last batch's result) and the
-# state it writes, so each slot state's verdicts are otherwise computed twice. Keyed by identity; the entry
-# holds the state, so the id is not reused while cached.
-_VERDICTS: dict[int, tuple[LinkedArtifactState, dict[str, Verdict]]] = {}
-_VERDICTS_KEPT = 2_048
-
-
-def slot_verdicts(state: LinkedArtifactState) -> dict[str, Verdict]:
-    """``_slot_verdicts``, remembered for the most recent slot states (the result is read-only)."""
-    cached = _VERDICTS.get(id(state))
-    if cached is not None and cached[0] is state:
-        return cached[1]
-    verdicts = _slot_verdicts(state)
-    if len(_VERDICTS) >= _VERDICTS_KEPT:
-        _VERDICTS.clear()
-    _VERDICTS[id(state)] = (state, verdicts)
-    return verdicts
-
-
 class Verdict(NamedTuple):
     """A member's verdict before it is a ``SlotEnd``: a slot computes one for every member whose deployment
     ended, and only those that moved are sent, so the model is built only for those (``to_slot_end``)."""
@@ -330,6 +317,11 @@ def _slot_verdicts(state: LinkedArtifactState) -> dict[str, Verdict]:
         _, by, end = enders[position]
         verdicts[member] = Verdict(state.key, stamp, end, by)
     return verdicts
+
+
+# A batch plans the slot state it read and the one it writes: each slot state's verdicts would otherwise be
+# computed twice.
+slot_verdicts = _ByIdentity(_slot_verdicts, kept=2_048)
 
 
 def slot_holder(state: LinkedArtifactState) -> SlotEnd:

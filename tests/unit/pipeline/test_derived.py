@@ -243,11 +243,11 @@ def test_a_replaced_state_s_plan_leaves_the_cache_and_a_kept_one_is_reused() -> 
     state = merge(empty_state(f.INDEX), f.link("link", f.INDEX, platform_digest=f.AMD64))
     after = merge(state, f.deployment("dep", f.INDEX, 1))
     derived_from(state, after)
-    assert id(after) in derive._PLANS and id(state) not in derive._PLANS  # planned once, as `after`
+    assert id(after) in derive.plan_of.entries and id(state) not in derive.plan_of.entries  # planned once, as `after`
     later = merge(after, f.deployment("dep2", f.INDEX, 2))
     sent = derived_from(after, later)  # `after` is replaced now: its plan is taken, not recomputed
-    assert id(after) not in derive._PLANS and sent
+    assert id(after) not in derive.plan_of.entries and sent
     # The same messages as planning from scratch: an equal state that is another object is not cached.
     assert derived_from(after.model_copy(), later) == sent
     copy = after.model_copy()
-    assert derive.plan_of(copy) == derive._plan(after) and derive._PLANS[id(copy)][0] is copy
+    assert derive.plan_of(copy) == derive._plan(after) and derive.plan_of.entries[id(copy)][0] is copy
