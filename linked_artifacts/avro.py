@@ -168,7 +168,8 @@ class AvroCodec(Generic[M]):
 
 
 def _compiled(schema: Any) -> avro_writer.Write | None:
-    """The compiled writer of ``schema`` (same bytes as fastavro, ~4x faster), or None to keep fastavro."""
+    """The compiled writer of ``schema`` (fastavro's bytes in about half the time, measured on the state's
+    records), or None to keep fastavro."""
     try:
         return avro_writer.compile_writer(schema)
     except avro_writer.UnsupportedSchema:
