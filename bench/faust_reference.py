@@ -44,6 +44,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,12 +87,19 @@ class Progress:
         self.batches = 0
         self.reported = False
         self.last_write = 0.0
+        # The app's consumer, once built: its hand-over counts say how often fetching met a full buffer.
+        self.consumer: Callable[[], Any] | None = None
+
+    def arrived(self) -> None:
+        """The agent got its first records: the clock and the CPU count start here, before any work on them.
+        (Starting them when the first batch was done left that batch's work out of the rate.)"""
+        if self.first is None:
+            self.first = time.time()
+            self.first_cpu = _cpu()
 
     def seen(self, *, events: int, derived_in: int = 0, derived_out: int = 0) -> None:
+        self.arrived()
         now = time.time()
-        if self.first is None:
-            self.first = now
-            self.first_cpu = _cpu()
         self.events += events
         self.derived_in += derived_in
         self.derived_out += derived_out
@@ -129,6 +137,9 @@ class Progress:
             # Peak resident memory (Linux reports KiB): what the garbage-collector tuning costs in memory.
             "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
+        consumer = self.consumer() if self.consumer is not None else None
+        if isinstance(consumer, faust_consumer.Consumer):
+            result["handovers"] = {"direct": consumer.handed_over, "waited": consumer.waited}
         tmp = self.result.with_suffix(".tmp")
         tmp.write_text(json.dumps(result))
         tmp.replace(self.result)  # the parent never reads half a file
@@ -230,6 +241,7 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
     events_topic = topics.events_topic(settings)
 
     async def counted(records: list[Record]) -> BatchResult:
+        progress.arrived()
         sent = linker.derived_sent
         result = await handle(records)
         from_events = sum(1 for r in records if r.topic == events_topic)
@@ -261,6 +273,7 @@ def main() -> None:
         "replay-default-gc": replay_app,
     }
     app = builders[args.mode](settings, progress, args.datadir)
+    progress.consumer = lambda: app.consumer
     if args.mode in ("naive-gc", "replay"):
         gc_tuning.tune_for_service()  # as pipeline.worker.run does
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

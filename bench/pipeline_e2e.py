@@ -14,11 +14,14 @@ What runs: an isolated `linked-artifacts up` (its own ports and data directory),
 2. references, each a separate process reading the same events topic from offset 0 with a fresh group
    (bench/faust_reference.py), one after another once the live run has finished:
    (c) a plain Faust agent that only counts; (d) a naive Faust join, one ``table[key] = state`` per event;
-   and (a') the real worker replaying the backlog (no HTTP, no sink), which is the worker's own capacity.
+   and (a') the real worker replaying the backlog (no HTTP, no sink), which is the worker's own capacity;
+3. a quiet stream: single events one at a time, each timed from the connector's acknowledgement until the
+   live worker's state has it (the latency its batching adds when nothing else waits).
 
 Figures: (a) pipeline = events / time from the first request until the worker committed everything;
 (b) sink = events / time until ClickHouse held them all; both include the HTTP ingest they overlap with.
-(c), (d), (a') = events / time from their first record to their last (their start-up is reported apart).
+(c), (d), (a') = events / time from their first record (before any work on it) to their last (their
+start-up is reported apart).
 Aims per worker: (a) >= 2,500 events/s, (a) >= 3 x (d), (a) >= 0.5 x (c).
 """
 
@@ -43,13 +46,17 @@ from typing import Any
 import httpx
 
 from bench import _harness as h
-from bench._payloads import BatchPlan, Request, Signer, batch_workload
+from bench._payloads import BatchPlan, Request, Signer, batch_workload, cloudevent_deployment, digest
 from linked_artifacts import topics
 
 REQUEST_TIMEOUT_S = 60.0
 AIM_EVENTS_PER_S = 2_500
 AIM_VS_NAIVE = 3.0
 AIM_VS_PLAIN = 0.5
+QUIET_PROBES = 10
+QUIET_POLL_S = 0.01
+QUIET_GAP_S = 0.5
+QUIET_TIMEOUT_S = 15.0
 REFERENCE_MODES = ("count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc")
 
 
@@ -242,6 +249,10 @@ def run_reference(system: h.System, mode: str, *, run: str, expect: int, timeout
           f"events/s (start-up {found['startup_seconds']:.1f}s, {found['cpu_seconds']:.1f}s CPU while consuming, "
           f"peak RSS {found.get('max_rss_mib', 0):,.0f} MiB)"
           + partial)
+    if handovers := found.get("handovers"):
+        # Waited hand-overs met a full stream buffer (or a paused flow): fetching ran ahead of the agent.
+        h.say(f"  {found['batches']:,} batches; fetched records handed over directly {handovers['direct']:,}, "
+              f"after a wait {handovers['waited']:,}")
     h.say("  " + h.describe_cpu(spent, wall))
     return found | {"wall_seconds": wall, "cpu": spent}
 
@@ -283,6 +294,38 @@ async def live_run(system: h.System, args: argparse.Namespace, run: str) -> tupl
     h.say(f"live run done: worker {at(live.worker_done)}, ClickHouse {at(live.sink_done)}; "
           + h.describe_cpu(drain_cpu, max(end - (live.ingest_done or 0.0), 0.1)) + " (after ingest)")
     return live, {"workload": workload, "cpu_ingest": ingest_cpu, "cpu_after_ingest": drain_cpu}
+
+
+async def quiet_latency(system: h.System, run: str, probes: int) -> dict[str, Any]:
+    """A quiet stream: one deployment event at a time, for a digest never seen before, each posted once the
+    previous one is in the worker's state and a pause has passed. The figure is the time from the
+    connector's acknowledgement until the worker's ``/v1/state`` has the digest (polled every 10 ms): what
+    the worker's batching adds to an event's latency when nothing else is waiting."""
+    signer = Signer({n: system.token(n) for n in ("scans_token", "cloudevents_token")})
+    auth = {"Authorization": f"Bearer {system.token('query_token')}"}
+    seconds: list[float] = []
+    missed = 0
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
+        for i in range(probes):
+            await asyncio.sleep(QUIET_GAP_S)
+            request = cloudevent_deployment(signer, f"{run}-quiet", i)
+            response = await client.post(system.connectors_url + request.path, content=request.body,
+                                         headers=request.headers)
+            response.raise_for_status()
+            acked = time.perf_counter()
+            url = f"{system.query_url}/v1/state/{digest(f'{run}-quiet', 'ce', i)}"
+            while time.perf_counter() - acked < QUIET_TIMEOUT_S:
+                if (await client.get(url, headers=auth)).status_code == 200:
+                    seconds.append(time.perf_counter() - acked)
+                    break
+                await asyncio.sleep(QUIET_POLL_S)
+            else:
+                missed += 1
+    found = h.latency_summary(seconds) | {"missed": missed}
+    h.say(f"quiet stream: event acknowledged -> in the worker's state, {len(seconds)} events one at a time: "
+          f"p50 {found['p50_ms']:,.0f} ms, max {found['max_ms']:,.0f} ms"
+          + (f"; {missed} not within {QUIET_TIMEOUT_S:.0f}s" if missed else ""))
+    return found
 
 
 def median_run(found: list[dict[str, Any]]) -> dict[str, Any]:
@@ -432,6 +475,9 @@ def report(result: dict[str, Any]) -> None:
           f"(~{extra['rows_per_insert']:.0f} rows each), request p50/p99 "
           f"{live['request_latency']['p50_ms']:.0f}/{live['request_latency']['p99_ms']:.0f} ms, "
           f"failed requests {len(live['failed'])}")
+    if quiet := result.get("quiet_latency"):
+        h.say(f"quiet stream: acknowledged -> in the worker's state p50 {quiet['p50_ms']:,.0f} ms, "
+              f"max {quiet['max_ms']:,.0f} ms ({quiet['count']} events one at a time, {quiet['missed']} missed)")
     for line in live["failed"][:5]:
         h.say(f"failure: {line}")
 
@@ -487,6 +533,8 @@ def main() -> None:
                     runs[mode].append(run_reference(system, mode, run=run if n == 0 else f"{run}-r{n + 1}",
                                                     expect=probe_end, timeout=args.ref_timeout))
         refs = {mode: median_run(found) for mode, found in runs.items()}
+        # After the references, so their events are the workload's alone; only on a worker that caught up.
+        quiet = asyncio.run(quiet_latency(system, run, QUIET_PROBES)) if live.worker_done is not None else None
     last = live.samples[-1] if live.samples else None
     result: dict[str, Any] = {
         "benchmark": "pipeline_e2e", "finished_at": datetime.now(UTC).isoformat(), "machine": info,
@@ -500,6 +548,7 @@ def main() -> None:
         "references": refs,
         "reference_rounds": runs,
         "live_worker_paused_during_references": pause,
+        "quiet_latency": quiet,
         "checks": {"events_topic_end": probe_end, "clickhouse_count": count, "clickhouse_count_source": source
                    if count is not None else f"la_sink_rows metric; {source}",
                    "sink_batches": last.sink_batches if last else 0,
