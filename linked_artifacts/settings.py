@@ -181,7 +181,14 @@ class Settings(BaseSettings):
     worker_batch_seconds: float = Field(
         default=1.0,
         gt=0,
-        description="Longest the worker waits to fill a batch: the latency it adds to a quiet stream.",
+        description="Longest a batch keeps filling, from its first record, while more records wait: the "
+        "most a record waits for its batch under a steady stream.",
+    )
+    worker_batch_check_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description="How often the worker looks for records waiting to be batched. A batch is handled as "
+        "soon as none wait, so this is the longest a record on a quiet stream waits for its batch.",
     )
     sink_batch_rows: int = Field(
         default=5_000,

@@ -4,8 +4,9 @@ and stops.
 Faust marks a record done (its offset committable) when the stream acknowledges it, and the stream also
 acknowledges records it never hands to the agent:
 
-- ``take_events`` acknowledges the whole batch when the agent's loop body ends, also when it ends by an
-  exception or by cancellation (a SIGTERM stops the agent mid-batch);
+- a batch (Faust's ``take_events``, and ``pipeline.batching`` the same way) is acknowledged whole when the
+  agent's loop body ends, also when it ends by an exception or by cancellation (a SIGTERM stops the agent
+  mid-batch);
 - records fetched while flow control is suspended (a rebalance, a stop) or under an older consumer
   generation are dropped, and acknowledged, on their way into the stream.
 

@@ -8,8 +8,8 @@ the same state, and the sink deduplicates by event id.
 
 Why the table's store and changelog are written directly: Faust refuses ``table[key] = value`` outside
 per-event iteration ("Cannot modify table key from outside of stream iteration"), but a batch
-(``take_events``) is what lets one write per key replace one write per event. Every record of a key arrives
-on the same partition of the events and derived topics, and the changelog is co-partitioned with them, so
+(``pipeline.batching``) is what lets one write per key replace one write per event. Every record of a key
+arrives on the same partition of the events and derived topics, and the changelog is co-partitioned with them, so
 writing the store and its changelog with the record's partition is exactly what a per-event table write
 does. The changelog record is sent and awaited like every other send of the batch, not through Faust's
 ``send_changelog``: that puts it in Faust's producer buffer, whose flush before a commit (and on stop) gives
@@ -34,7 +34,7 @@ from linked_artifacts import bootstrap, gc_tuning, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.settings import Settings
-from pipeline import faust_consumer
+from pipeline import batching, faust_consumer
 from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
@@ -259,19 +259,26 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
         web_host=settings.http_host,
         web_port=settings.query_port,
         web_in_thread=False,
+        Stream=batching.Stream,
     )
     registry = SchemaRegistry(settings.schema_registry_url)
     linker = Linker(app, settings, registry)
 
     @app.agent(linker.source, name="linker")
     async def link(stream: Any) -> None:
-        async for events in stream.take_events(settings.worker_batch_events, within=settings.worker_batch_seconds):
+        # Batches as large as what waits (pipeline.batching): a backlog in full batches, a quiet stream at once.
+        batches = stream.take_backlog(
+            settings.worker_batch_events,
+            window=settings.worker_batch_seconds,
+            check=settings.worker_batch_check_seconds,
+        )
+        async for events in batches:
             records = [
                 Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
             await linker.handle(records)
-            # Only now may take_events' acknowledgements of this batch mark it done (pipeline.offsets).
+            # Only now may the batch's acknowledgements mark it done (pipeline.offsets).
             linker.offsets.handled(records)
 
     @app.timer(1.0)
