@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     # --- worker and sink ---------------------------------------------------------------------------------------
     worker_id: str = Field(default="linked-artifacts", description="Faust application id (consumer group).")
     worker_batch_events: int = Field(
-        default=10_000,
+        default=20_000,
         ge=1,
         description="Most records the worker folds in one batch. A key touched many times in a batch is "
         "read, written and published once, so larger batches cost less per event.",

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # 5,000 against 2,000 cut state writes per event from 0.96 to 0.62 and raised the worker's CPU rate by ~27%
 # (bench/worker_cpu.py). 10,000 filled within 1 s against 5,000 within 0.25 s: a replay of 50,000 events
 # in 6 batches instead of 13-14, 1,604 / 2,186 -> 2,480 / 2,568 events/s (alternating runs, session 8).
+# 20,000 against 10,000, with batches sized by what waits (pipeline.batching), so a larger most no longer
+# delays a quiet stream: 2,326 / 2,408 / 2,860 -> 3,408 / 3,543 / 3,523 events/s (session 10). 40,000 was
+# no better: fetching does not keep that many waiting, and a batch then holds ~17,000.
 BATCH_MAX = Settings.model_fields["worker_batch_events"].default
 # Rounds of local derived messages per batch before the rest goes through the topic (pipeline.processor.exchange).
 LOCAL_ROUNDS_MAX = 50
