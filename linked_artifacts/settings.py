@@ -187,8 +187,9 @@ class Settings(BaseSettings):
     worker_batch_check_seconds: float = Field(
         default=0.05,
         gt=0,
-        description="How often the worker looks for records waiting to be batched. A batch is handled as "
-        "soon as none wait, so this is the longest a record on a quiet stream waits for its batch.",
+        description="How often the worker looks for records waiting to be batched (fetched, or at the "
+        "broker). A batch is handled as soon as none wait, so this is the longest a record on a quiet stream "
+        "waits for its batch.",
     )
     sink_batch_rows: int = Field(
         default=5_000,

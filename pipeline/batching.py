@@ -7,11 +7,15 @@ stream moves within that time). A larger batch costs less per event (hot keys ar
 once per batch), but a longer window delays a quiet stream by as much.
 
 ``Stream.take_backlog`` decides by what is waiting instead. Every ``check`` seconds it looks at the stream's
-buffer: while records wait there, the batch goes on filling, up to ``most`` records or ``window`` seconds
-after its first record; once none wait, the batch is handed over. A backlog is therefore folded in batches
-of ``most``, and a quiet stream waits ``check`` seconds at most instead of ``window``. Under a steady load
-a batch holds what arrived while the previous one was handled, so batches grow as the worker falls behind
-and shrink as it catches up.
+buffer and at the broker's end of each partition the batch read from (the highwater of the last fetch):
+while records wait in either, the batch goes on filling, up to ``most`` records or ``window`` seconds after
+its first record; once none wait, the batch is handed over. So a backlog is folded in batches of ``most``, a
+quiet stream waits ``check`` seconds at most instead of ``window``, and a busy one (new records keep
+arriving) fills a batch for up to ``window``.
+
+The buffer alone is not enough: it runs empty for a moment whenever the stream gets ahead of a fetch.
+Replays of 50,000 events were then cut into 3, 4 or 5 batches, and took 13.1, 18.5 and 19.1 s of CPU in one
+run: every batch writes and publishes each key it touched.
 
 Acknowledgements are ``take_events``': the stream's own acks are off, and a batch's records are acked once
 the caller's loop body for it has ended (``pipeline.offsets`` passes on only those the agent handled).
@@ -20,27 +24,55 @@ the caller's loop body for it has ended (``pipeline.offsets`` passes on only tho
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 from mode.utils.locks import Event
+
+# Whether the broker holds records past the given next offsets (partition -> offset after the last record
+# read), on partitions still assigned.
+Behind = Callable[[Mapping[TP, int]], bool]
+
+
+def broker_behind(consumer: Any) -> Behind:
+    """``Behind`` from a Faust consumer's highwaters: the end offsets its last fetch responses reported."""
+
+    def behind(read_to: Mapping[TP, int]) -> bool:
+        for tp, next_offset in read_to.items():
+            try:
+                highwater = consumer.highwater(tp)
+            except (AssertionError, KeyError):  # aiokafka's answer for a partition no longer assigned
+                continue
+            if highwater is not None and highwater > next_offset:
+                return True
+        return False
+
+    return behind
+
+
+def _nothing_behind(read_to: Mapping[TP, int]) -> bool:
+    return False
 
 
 class Stream(faust.Stream[Any]):
     """``faust.Stream`` with ``take_backlog``; installed with ``faust.App(Stream=...)``."""
 
-    def take_backlog(self, most: int, *, window: float, check: float) -> AsyncGenerator[list[EventT[Any]], None]:
-        batches = self._take_backlog(most, window=window, check=check)
+    def take_backlog(
+        self, most: int, *, window: float, check: float, behind: Behind = _nothing_behind
+    ) -> AsyncGenerator[list[EventT[Any]], None]:
+        """Batches of up to ``most`` records; ``behind`` says whether more are on their way from the broker."""
+        batches = self._take_backlog(most, window=window, check=check, behind=behind)
         # As Faust does for take(): the stream closes generators left open when it stops.
         self._active_agens.add(batches)
         return batches
 
     async def _take_backlog(
-        self, most: int, *, window: float, check: float
+        self, most: int, *, window: float, check: float, behind: Behind
     ) -> AsyncGenerator[list[EventT[Any]], None]:
         events: list[EventT[Any]] = []
+        read_to: dict[TP, int] = {}  # partition -> the offset after the last record gathered
         first_at = 0.0  # monotonic time the batch's first record was gathered
         # mode's events: what the stream's waits (Service.wait, wait_for_stopped) are typed for.
         full = Event()
@@ -61,6 +93,8 @@ class Stream(faust.Stream[Any]):
             if not events:
                 first_at = time.monotonic()
             events.append(event)
+            message = event.message
+            read_to[message.tp] = message.offset + 1
             if len(events) >= most:
                 room.clear()
                 full.set()
@@ -77,8 +111,9 @@ class Stream(faust.Stream[Any]):
                 await self.wait_for_stopped(full, timeout=check)
                 if not events:
                     continue
-                if not (full.is_set() or waiting.empty() or time.monotonic() - first_at >= window):
-                    continue  # records still wait in the buffer: keep filling
+                if not (full.is_set() or time.monotonic() - first_at >= window):
+                    if not waiting.empty() or behind(read_to):
+                        continue  # records still wait, here or at the broker: keep filling
                 room.clear()
                 batch = list(events)
                 try:

@@ -274,6 +274,7 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
             settings.worker_batch_events,
             window=settings.worker_batch_seconds,
             check=settings.worker_batch_check_seconds,
+            behind=batching.broker_behind(app.consumer),
         )
         async for events in batches:
             records = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import pytest
@@ -98,3 +98,58 @@ async def test_records_fetched_while_a_batch_is_handled_make_the_next_batch_and_
             break
     assert seen == [[0, 1, 2], [3, 4, 5, 6]]
     assert all(event.message.acked for event in held[:3])
+
+
+async def test_while_records_keep_waiting_a_batch_is_handed_over_after_the_window(app: faust_consumer.App) -> None:
+    stream = await _stream(app)
+
+    async def slowly(value: Any) -> Any:
+        await asyncio.sleep(0.02)  # records leave the buffer slower than they wait in it
+        return value
+
+    stream.add_processor(slowly)  # runs before the batching's own processor
+    await _fetch(app, range(100))
+    started = time.monotonic()
+    batches = stream.take_backlog(1_000, window=0.3, check=CHECK)
+    batch = await asyncio.wait_for(batches.__anext__(), 5)
+    waited = time.monotonic() - started
+    assert 0 < len(batch) < 100  # records were still waiting: handed over for the window, not for a pause
+    assert 0.3 <= waited < 2
+    assert [event.message.offset for event in batch] == list(range(len(batch)))
+    await batches.aclose()
+
+
+async def test_a_batch_waits_for_records_the_broker_still_holds(app: faust_consumer.App) -> None:
+    stream = await _stream(app)
+    asked: list[dict[TP, int]] = []
+    more_at_broker = True
+
+    def behind(read_to: Mapping[TP, int]) -> bool:
+        asked.append(dict(read_to))
+        return more_at_broker
+
+    await _fetch(app, range(3))
+    batches = stream.take_backlog(1_000, window=WINDOW, check=CHECK, behind=behind)
+    first = asyncio.ensure_future(batches.__anext__())
+    await asyncio.sleep(0.2)
+    # The buffer is empty, but the broker's end is past offset 3: the batch keeps filling.
+    assert not first.done() and asked and asked[-1] == {TP("x", 0): 3}
+    await _fetch(app, range(3, 5))
+    more_at_broker = False
+    batch = await asyncio.wait_for(first, 2)
+    assert [event.message.offset for event in batch] == [0, 1, 2, 3, 4]
+    await batches.aclose()
+
+
+def test_broker_behind_compares_highwaters_with_what_was_read_and_skips_revoked_partitions() -> None:
+    class Consumer:
+        highwaters = {TP("x", 0): 10, TP("x", 1): 4}
+
+        def highwater(self, tp: TP) -> int | None:
+            assert tp in self.highwaters, "Partition is not assigned"  # as aiokafka answers
+            return self.highwaters[tp]
+
+    behind = batching.broker_behind(Consumer())
+    assert behind({TP("x", 0): 9})
+    assert not behind({TP("x", 0): 10, TP("x", 1): 4})
+    assert not behind({TP("x", 2): 0})  # revoked: nothing more comes to this worker
