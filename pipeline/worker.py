@@ -9,9 +9,9 @@ the same state, and the sink deduplicates by event id.
 Why the table's store and changelog are written directly: Faust refuses ``table[key] = value`` outside
 per-event iteration ("Cannot modify table key from outside of stream iteration"), but a batch
 (``pipeline.batching``) is what lets one write per key replace one write per event. Every record of a key
-arrives on the same partition of the events and derived topics, and the changelog is co-partitioned with them, so
-writing the store and its changelog with the record's partition is exactly what a per-event table write
-does. The changelog record is sent and awaited like every other send of the batch, not through Faust's
+arrives on the same partition of the events and derived topics, and the changelog is co-partitioned with
+them, so writing the store and its changelog with the record's partition is exactly what a per-event table
+write does. The changelog record is sent and awaited like every other send of the batch, not through Faust's
 ``send_changelog``: that puts it in Faust's producer buffer, whose flush before a commit (and on stop) gives
 up after 0.1 s without a send, so a commit could cover a state the changelog never got. A worker that took
 the partition over then recovered the older state (tests/fault/test_rebalance.py).
