@@ -17,7 +17,7 @@ import fastavro
 import httpx
 from pydantic import BaseModel
 
-from linked_artifacts import avro_schema, avro_writer
+from linked_artifacts import avro_reader, avro_schema, avro_writer
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAGIC = 0
@@ -118,6 +118,7 @@ class AvroCodec(Generic[M]):
         self.schema = avro_schema.load(schema_name)
         self.parsed = fastavro.parse_schema(self.schema)
         self._write = _compiled(self.schema)
+        self._read = _compiled_reader(self.schema)
         self.model = model
         self._schema_id: int | None = None
         self._readers: dict[int, Any] = {}
@@ -157,14 +158,26 @@ class AvroCodec(Generic[M]):
             raise DecodeError(f"unknown magic byte {magic}; expected 0 (Confluent wire format)")
         writer = self.registry.schema_by_id(schema_id)
         try:
-            body = io.BytesIO(data[_HEADER.size :])
-            raw = fastavro.schemaless_reader(body, writer, self._reader_for(schema_id, writer))
+            reader = self._reader_for(schema_id, writer)
+            if reader is None and self._read is not None:
+                raw = self._read(data, _HEADER.size)
+            else:
+                raw = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader)
         except Exception as exc:  # fastavro raises many types for corrupt bodies
             raise DecodeError(f"Avro body does not match schema id {schema_id}: {exc}") from exc
         try:
             return self.model.model_validate(raw)
         except Exception as exc:
             raise DecodeError(f"decoded record fails validation: {exc}") from exc
+
+
+def _compiled_reader(schema: Any) -> avro_reader.Reader | None:
+    """The compiled reader of ``schema`` (fastavro's values in about half the time, measured on the
+    events), used for records written with this very schema; None to keep fastavro."""
+    try:
+        return avro_reader.compile_reader(schema)
+    except avro_writer.UnsupportedSchema:
+        return None
 
 
 def _compiled(schema: Any) -> avro_writer.Write | None:
