@@ -1,10 +1,12 @@
-"""Avro binary encoding compiled from a schema into one small function per type: fastavro's bytes, faster.
+"""Avro binary encoding compiled from a schema into Python source: fastavro's bytes, faster.
 
 fastavro's writer walks the schema for every record and picks a union's branch by validating the value
 against each branch: ~1.4 us per optional field, ~30 us for a 20-field record (measured). Our schemas
 are derived from the pydantic models (``linked_artifacts.avro_schema``) and use a small subset of Avro:
 primitives, ``timestamp-micros``, records, arrays, maps, and unions of ``null`` with one other type. For
-that subset the branch follows from ``value is None``, and the walk can be done once, when compiling.
+that subset the branch follows from ``value is None``, and the walk can be done once, when compiling:
+each record becomes one function of straight-line code (a short string's length byte inlined). That
+wrote a state's records in about half the time of a function per field (measured, ~21 us a record before).
 
 ``compile_writer`` refuses a schema outside the subset (``UnsupportedSchema``); callers then keep
 fastavro. The output is byte for byte fastavro's (tests/unit/core/test_avro_writer.py).
@@ -12,6 +14,7 @@ fastavro. The output is byte for byte fastavro's (tests/unit/core/test_avro_writ
 
 from __future__ import annotations
 
+import keyword
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,23 +57,6 @@ def write_string(out: bytearray, value: str) -> None:
     out += data
 
 
-def _write_bytes(out: bytearray, value: bytes) -> None:
-    write_long(out, len(value))
-    out += value
-
-
-def _write_boolean(out: bytearray, value: bool) -> None:
-    out.append(1 if value else 0)
-
-
-def _write_double(out: bytearray, value: float) -> None:
-    out += _DOUBLE.pack(float(value))
-
-
-def _write_float(out: bytearray, value: float) -> None:
-    out += _FLOAT.pack(value)
-
-
 def _write_null(out: bytearray, value: None) -> None:
     if value is not None:
         raise ValueError(f"{value!r} is not null")
@@ -84,128 +70,188 @@ def _write_timestamp_micros(out: bytearray, value: datetime | int) -> None:
     write_long(out, value)
 
 
-_PRIMITIVE_WRITERS: dict[str, Write] = {
-    "null": _write_null,
-    "boolean": _write_boolean,
-    "int": write_long,
-    "long": write_long,
-    "float": _write_float,
-    "double": _write_double,
-    "bytes": _write_bytes,
-    "string": write_string,
-}
+_times: dict[datetime | int, bytes] = {}
+
+
+def _timestamp_bytes(value: datetime | int) -> bytes:
+    """A ``timestamp-micros`` value's encoding, remembered: a state's records repeat a few times (first and
+    last seen, stamps) and converting one cost ~1 us. Equal times (even in other zones) encode equally."""
+    if len(_times) >= 4096:
+        _times.clear()
+    out = bytearray()
+    _write_timestamp_micros(out, value)
+    data = _times[value] = bytes(out)
+    return data
 
 
 def compile_writer(schema: Any) -> Write:
     """``write(out, value)`` appending the Avro binary encoding of ``value`` to ``out``. A record is a dict or
     an object with the fields as attributes (a pydantic model: no ``model_dump`` needed)."""
-    return _Compiler().compile(schema, _namespace_of(schema))
+    compiler = _Compiler()
+    top = compiler.function_for(schema, _namespace_of(schema))
+    namespace: dict[str, Any] = {
+        "_write_long": write_long,
+        "_write_null": _write_null,
+        "_times": _times,
+        "_timestamp_bytes": _timestamp_bytes,
+        "_DOUBLE": _DOUBLE.pack,
+        "_FLOAT": _FLOAT.pack,
+    }
+    source = "\n\n".join(compiler.functions)
+    # The source holds no text of the schema but field names, written as repr() literals or checked identifiers.
+    exec(compile(source, f"<avro writer {_schema_name(schema)}>", "exec"), namespace)  # noqa: S102
+    write: Write = namespace[top]
+    return write
 
 
 def _namespace_of(schema: Any) -> str | None:
     return schema.get("namespace") if isinstance(schema, dict) else None
 
 
+def _schema_name(schema: Any) -> str:
+    return str(schema.get("name", schema.get("type"))) if isinstance(schema, dict) else str(schema)
+
+
 class _Compiler:
     def __init__(self) -> None:
-        # Full name -> the named record's writer; a cell so that a record can refer to itself.
-        self.named: dict[str, list[Write]] = {}
+        self.functions: list[str] = []
+        self.named: dict[str, str] = {}  # a record's full name -> the name of its function
+        self.counter = 0
 
-    def compile(self, schema: Any, namespace: str | None) -> Write:
-        if isinstance(schema, str):
-            if schema in _PRIMITIVE_WRITERS:
-                return _PRIMITIVE_WRITERS[schema]
-            return self._reference(schema, namespace)
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def function_for(self, schema: Any, namespace: str | None) -> str:
+        """A function ``f(out, v)`` writing ``schema``."""
+        if isinstance(schema, dict) and schema.get("type") == "record":
+            return self.record(schema, namespace)
+        name = self.fresh("_write")
+        self.functions.append("\n".join([f"def {name}(out, v):", *self.code(schema, namespace, "v", 1)]))
+        return name
+
+    def record(self, schema: dict[str, Any], namespace: str | None) -> str:
+        """Three functions: one reading the fields as attributes, one from a dict (a missing field takes its
+        default), and the record's writer, which picks one."""
+        name: str = schema["name"]
+        namespace = schema.get("namespace", namespace)
+        full = name if "." in name or not namespace else f"{namespace}.{name}"
+        function = self.fresh("_record_")
+        self.named[full] = function
+        from_attributes: list[str] = []
+        from_dict: list[str] = []
+        for field in schema["fields"]:
+            field_name = field["name"]
+            if not field_name.isidentifier():
+                raise UnsupportedSchema(f"field name {field_name!r}")
+            variable = self.fresh("f")
+            code = self.code(field["type"], namespace, variable, 1)
+            attribute = f"getattr(v, {field_name!r})" if keyword.iskeyword(field_name) else f"v.{field_name}"
+            from_attributes += [f"    {variable} = {attribute}", *code]
+            from_dict += [f"    {variable} = v.get({field_name!r}, {field.get('default')!r})", *code]
+        self.functions.append("\n".join([f"def {function}_attributes(out, v):", *from_attributes, "    pass"]))
+        self.functions.append("\n".join([f"def {function}_dict(out, v):", *from_dict, "    pass"]))
+        self.functions.append(
+            "\n".join(
+                [
+                    f"def {function}(out, v):",
+                    f"    if isinstance(v, dict): {function}_dict(out, v)",
+                    f"    else: {function}_attributes(out, v)",
+                ]
+            )
+        )
+        return function
+
+    def code(self, schema: Any, namespace: str | None, value: str, depth: int) -> list[str]:
+        """Lines (indented ``depth`` levels) appending the encoding of the local ``value`` to ``out``."""
+        pad = "    " * depth
         if isinstance(schema, list):
-            return self._union(schema, namespace)
+            return self.union(schema, namespace, value, depth)
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                return self.primitive(schema, value, depth)
+            return [f"{pad}{self.reference(schema, namespace)}(out, {value})"]
         if not isinstance(schema, dict):
             raise UnsupportedSchema(f"not a schema: {schema!r}")
         kind = schema.get("type")
         logical = schema.get("logicalType")
         if logical == "timestamp-micros" and kind == "long":
-            return _write_timestamp_micros
+            data = self.fresh("t")
+            return [
+                f"{pad}{data} = _times.get({value})",
+                f"{pad}out += {data} if {data} is not None else _timestamp_bytes({value})",
+            ]
         if logical is not None:
             raise UnsupportedSchema(f"logical type {logical} on {kind}")
         if kind == "record":
-            return self._record(schema, namespace)
+            return [f"{pad}{self.record(schema, namespace)}(out, {value})"]
         if kind == "array":
-            return _array(self.compile(schema["items"], namespace))
+            item = self.fresh("a")
+            return [
+                f"{pad}if {value}:",
+                f"{pad}    _write_long(out, len({value}))",
+                f"{pad}    for {item} in {value}:",
+                *self.code(schema["items"], namespace, item, depth + 2),
+                f"{pad}out.append(0)",
+            ]
         if kind == "map":
-            return _map(self.compile(schema["values"], namespace))
-        if isinstance(kind, str) and kind in _PRIMITIVE_WRITERS:
-            return _PRIMITIVE_WRITERS[kind]
+            key, item = self.fresh("k"), self.fresh("m")
+            return [
+                f"{pad}if {value}:",
+                f"{pad}    _write_long(out, len({value}))",
+                f"{pad}    for {key}, {item} in {value}.items():",
+                *self.primitive("string", key, depth + 2),
+                *self.code(schema["values"], namespace, item, depth + 2),
+                f"{pad}out.append(0)",
+            ]
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            return self.primitive(kind, value, depth)
         if isinstance(kind, dict | list):
-            return self.compile(kind, namespace)
+            return self.code(kind, namespace, value, depth)
         raise UnsupportedSchema(f"type {kind!r}")
 
-    def _reference(self, name: str, namespace: str | None) -> Write:
-        full = name if "." in name or not namespace else f"{namespace}.{name}"
-        cell = self.named.get(full) or self.named.get(name)
-        if cell is None:
-            raise UnsupportedSchema(f"unknown named type {name!r}")
-
-        def write_named(out: bytearray, value: Any) -> None:
-            cell[0](out, value)
-
-        return write_named
-
-    def _record(self, schema: dict[str, Any], namespace: str | None) -> Write:
-        name: str = schema["name"]
-        namespace = schema.get("namespace", namespace)
-        full = name if "." in name or not namespace else f"{namespace}.{name}"
-        cell: list[Write] = [_write_null]
-        self.named[full] = cell
-        fields = [
-            (field["name"], self.compile(field["type"], namespace), field.get("default"))
-            for field in schema["fields"]
+    def primitive(self, kind: str, value: str, depth: int) -> list[str]:
+        pad = "    " * depth
+        if kind == "null":
+            return [f"{pad}_write_null(out, {value})"]
+        if kind == "boolean":
+            return [f"{pad}out.append(1 if {value} else 0)"]
+        if kind in ("int", "long"):
+            # Most are counts and small: one byte (an int subclass such as bool takes the general path).
+            return [
+                f"{pad}if type({value}) is int and 0 <= {value} < 64: out.append({value} << 1)",
+                f"{pad}else: _write_long(out, {value})",
+            ]
+        if kind == "float":
+            return [f"{pad}out += _FLOAT({value})"]
+        if kind == "double":
+            return [f"{pad}out += _DOUBLE(float({value}))"]
+        data, size = self.fresh("d"), self.fresh("n")
+        encoded = f"{value}.encode()" if kind == "string" else value
+        return [
+            f"{pad}{data} = {encoded}",
+            f"{pad}{size} = len({data})",
+            f"{pad}if {size} < 64: out.append({size} << 1)",  # the length's varint is one byte
+            f"{pad}else: _write_long(out, {size})",
+            f"{pad}out += {data}",
         ]
 
-        def write_record(out: bytearray, value: Any) -> None:
-            if isinstance(value, dict):
-                for field_name, write, default in fields:
-                    write(out, value.get(field_name, default))
-            else:  # a model: its attributes are what model_dump would give (no aliases or serializers here)
-                for field_name, write, _ in fields:
-                    write(out, getattr(value, field_name))
+    def reference(self, name: str, namespace: str | None) -> str:
+        full = name if "." in name or not namespace else f"{namespace}.{name}"
+        found = self.named.get(full) or self.named.get(name)
+        if found is None:
+            raise UnsupportedSchema(f"unknown named type {name!r}")
+        return found
 
-        cell[0] = write_record
-        return write_record
-
-    def _union(self, branches: list[Any], namespace: str | None) -> Write:
+    def union(self, branches: list[Any], namespace: str | None, value: str, depth: int) -> list[str]:
         if len(branches) != 2 or "null" not in branches:
             raise UnsupportedSchema(f"union {branches!r}: only null and one other type")
+        pad = "    " * depth
         null_index = branches.index("null")
-        write = self.compile(branches[1 - null_index], namespace)
         null_tag, value_tag = (0, 2) if null_index == 0 else (2, 0)  # the branch index, zig-zag encoded
-
-        def write_optional(out: bytearray, value: Any) -> None:
-            if value is None:
-                out.append(null_tag)
-            else:
-                out.append(value_tag)
-                write(out, value)
-
-        return write_optional
-
-
-def _array(write_item: Write) -> Write:
-    def write_array(out: bytearray, value: Any) -> None:
-        if value:
-            write_long(out, len(value))
-            for item in value:
-                write_item(out, item)
-        out.append(0)
-
-    return write_array
-
-
-def _map(write_value: Write) -> Write:
-    def write_map(out: bytearray, value: Any) -> None:
-        if value:
-            write_long(out, len(value))
-            for key, item in value.items():
-                write_string(out, key)
-                write_value(out, item)
-        out.append(0)
-
-    return write_map
+        return [
+            f"{pad}if {value} is None: out.append({null_tag})",
+            f"{pad}else:",
+            f"{pad}    out.append({value_tag})",
+            *self.code(branches[1 - null_index], namespace, value, depth + 1),
+        ]

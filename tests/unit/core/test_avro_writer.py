@@ -157,3 +157,13 @@ def test_a_schema_outside_the_subset_is_refused_and_the_codec_keeps_fastavro(sch
 def test_the_codecs_of_our_schemas_are_compiled() -> None:
     for name in avro_schema.SCHEMA_MODELS:
         assert _compiled(avro_schema.load(name)) is not None, name
+
+
+def test_a_field_named_like_a_python_keyword_is_read_from_attributes_and_dicts() -> None:
+    from types import SimpleNamespace
+
+    fields = [{"name": "from", "type": "long"}, {"name": "n", "type": "long"}]
+    schema = {"type": "record", "name": "K", "fields": fields}
+    value = {"from": 70, "n": True}  # a bool is an int to Avro, as to fastavro
+    expected = _fastavro(schema, value)
+    assert _compiled_bytes(schema, value) == _compiled_bytes(schema, SimpleNamespace(**value)) == expected
