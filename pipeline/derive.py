@@ -70,6 +70,7 @@ from pipeline.state import (
     StorageLocation,
     key_role,
     state_fingerprint,
+    trusted,
 )
 
 Target = tuple[str, DerivedKind]
@@ -259,7 +260,7 @@ class _Messages:
             base["slot_end"] = self._verdicts[target].to_slot_end()
         elif kind == "slot-member":
             base["history"] = next(d.history for d in state.deployments if d.slot == target)
-        return Derived(**base)
+        return trusted(Derived, **base)  # built from this valid state
 
 
 # --- the slot's verdicts ---------------------------------------------------------------------------------
@@ -279,7 +280,8 @@ class Verdict(NamedTuple):
         return (self.member_latest.order, self.end.order)  # as _verdict_token of its SlotEnd
 
     def to_slot_end(self) -> SlotEnd:
-        return SlotEnd(
+        return trusted(
+            SlotEnd,
             slot=self.slot,
             member_latest=self.member_latest,
             end=self.end,

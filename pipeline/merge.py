@@ -51,6 +51,7 @@ from pipeline.state import (
     group_stamps,
     newer_verdict,
     one_group,
+    trusted,
     utc,
 )
 
@@ -94,8 +95,9 @@ def join(a: LinkedArtifactState, b: LinkedArtifactState) -> LinkedArtifactState:
     inherited = _join_keyed(a.inherited, b.inherited, key=_snapshot_key, join=_join_snapshot)
     if b.inherited or b.deployments:
         inherited = [d for d in inherited if d.kind != "slot-holder" or _current(d.slot_end, deployments)]
-    # Every part is already a validated model: construct without validating the whole state again.
-    return LinkedArtifactState.model_construct(
+    # Every part is already a valid model: construct without validating the whole state again.
+    return trusted(
+        LinkedArtifactState,
         key=a.key,
         version=len(event_ids) + sum(d.origin_version for d in inherited),
         event_ids=event_ids,
@@ -140,26 +142,29 @@ def build_key(body: BuildBody, *, event_id: str) -> str:
 
 
 def event_delta(event: ArtifactEvent) -> LinkedArtifactState:
-    """The state that holds just this event: merging is joining it in."""
+    """The state that holds just this event: merging is joining it in. Built with ``trusted``: the event
+    was validated when it was decoded, and every value here comes from it."""
     at = utc(event.event_time)
     ids = [event.event_id]
     if event.kind == "storage" and event.storage is not None:
-        return LinkedArtifactState(
-            key=event.key, version=1, event_ids=ids, storage=_storage(event, event.storage, at)
+        return trusted(
+            LinkedArtifactState, key=event.key, version=1, event_ids=ids, storage=_storage(event, event.storage, at)
         )
     if event.kind == "build" and event.build is not None:
-        return LinkedArtifactState(
-            key=event.key, version=1, event_ids=ids, builds=[_build(event, event.build, at)]
+        return trusted(
+            LinkedArtifactState, key=event.key, version=1, event_ids=ids, builds=[_build(event, event.build, at)]
         )
     if event.kind == "deployment" and event.deployment is not None:
         deployments = [_deployment(event, event.deployment, at)]
-        return LinkedArtifactState(key=event.key, version=1, event_ids=ids, deployments=deployments)
+        return trusted(LinkedArtifactState, key=event.key, version=1, event_ids=ids, deployments=deployments)
     if event.kind == "alert" and event.alert is not None:
-        return LinkedArtifactState(
-            key=event.key, version=1, event_ids=ids, alerts=[_alert(event, event.alert, at)]
+        return trusted(
+            LinkedArtifactState, key=event.key, version=1, event_ids=ids, alerts=[_alert(event, event.alert, at)]
         )
     if event.kind == "link" and event.link is not None:
-        return LinkedArtifactState(key=event.key, version=1, event_ids=ids, links=[_link(event, event.link)])
+        return trusted(
+            LinkedArtifactState, key=event.key, version=1, event_ids=ids, links=[_link(event, event.link)]
+        )
     raise MergeError(
         f"{event.kind}: event {event.event_id} of kind {event.kind} has no {event.kind} body",
         field=event.kind,
@@ -251,17 +256,18 @@ def _build(event: ArtifactEvent, body: BuildBody, at: datetime) -> BuildRecord:
 
 
 def _deployment(event: ArtifactEvent, body: DeploymentBody, at: datetime) -> DeploymentRecord:
-    stamp = Stamp(at=at, rank=DEPLOYMENT_RANK[body.status], event_id=event.event_id)
+    stamp = trusted(Stamp, at=at, rank=DEPLOYMENT_RANK[body.status], event_id=event.event_id)
     # An empty risk list with a named asserter means "no risks now"; with no asserter it says nothing.
     asserter = body.risks_asserted_by or (event.source if body.runtime_risks else None)
     assertions = []
     if asserter is not None:
         assertions.append(
-            RiskAssertion(asserted_by=asserter, risks=sorted(set(body.runtime_risks)), stamp=stamp)
+            trusted(RiskAssertion, asserted_by=asserter, risks=sorted(set(body.runtime_risks)), stamp=stamp)
         )
-    values = body.model_dump(include=set(DeploymentRecord.LWW_FIELDS))
+    values = {name: getattr(body, name) for name in DeploymentRecord.LWW_FIELDS}
     values["tags"] = dict(sorted(body.tags.items()))
-    return DeploymentRecord(
+    return trusted(
+        DeploymentRecord,
         slot=slot_key(
             body.logical_environment, body.physical_environment, body.cluster, body.deployment_name
         ),
@@ -272,7 +278,7 @@ def _deployment(event: ArtifactEvent, body: DeploymentBody, at: datetime) -> Dep
         status=body.status,
         first_seen=at,
         last_seen=at,
-        history=[StatusChange(status=body.status, stamp=stamp, source=event.source)],
+        history=[trusted(StatusChange, status=body.status, stamp=stamp, source=event.source)],
         risk_assertions=assertions,
         sources=[event.source],
         **_registers(DeploymentRecord, values, stamp),
@@ -280,9 +286,10 @@ def _deployment(event: ArtifactEvent, body: DeploymentBody, at: datetime) -> Dep
 
 
 def _alert(event: ArtifactEvent, body: AlertBody, at: datetime) -> AlertRecord:
-    stamp = Stamp(at=at, rank=ALERT_RANK[body.state], event_id=event.event_id)
-    values = body.model_dump(include=set(AlertRecord.LWW_FIELDS))
-    return AlertRecord(
+    stamp = trusted(Stamp, at=at, rank=ALERT_RANK[body.state], event_id=event.event_id)
+    values = {name: getattr(body, name) for name in AlertRecord.LWW_FIELDS}
+    return trusted(
+        AlertRecord,
         alert_key=body.alert_key,
         aliases=sorted(set(body.aliases)),
         first_seen=at,

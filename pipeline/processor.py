@@ -20,7 +20,7 @@ from linked_artifacts.avro import AvroCodec, DecodeError
 from linked_artifacts.events import ArtifactEvent
 from pipeline.derive import derived_from, outgoing
 from pipeline.merge import event_delta, join
-from pipeline.state import Derived, LinkedArtifactState, MergeError, changed, empty_state
+from pipeline.state import Derived, LinkedArtifactState, MergeError, changed, empty_state, trusted
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _delta(item: ArtifactEvent | Derived) -> LinkedArtifactState:
     """The state holding just this event or message (what ``merge``/``apply_derived`` join in)."""
     if isinstance(item, ArtifactEvent):
         return event_delta(item)
-    return LinkedArtifactState(key=item.target_key, inherited=[item], version=item.origin_version)
+    return trusted(LinkedArtifactState, key=item.target_key, inherited=[item], version=item.origin_version)
 
 
 def now() -> datetime:

@@ -46,9 +46,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticUndefined
 
 from linked_artifacts.errors import LinkedArtifactsError
 
@@ -83,6 +84,42 @@ class MergeError(LinkedArtifactsError):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+_fields: dict[type[BaseModel], tuple[frozenset[str], tuple[tuple[str, Any, Any], ...]]] = {}
+
+
+def trusted(cls: type[M], **values: Any) -> M:
+    """``cls(**values)`` for values that are valid already: parts of validated events and states, put
+    together by the merge. Events are validated once, when decoded; validating what the merge builds from
+    them again cost ~4.7 us a record (and ``model_construct``, which fills each field in Python, ~6.7), and
+    the merge builds about five models per event. This sets the instance up as ``model_construct`` does,
+    ~1.3 us (measured). A field left out takes its default, as in ``cls(...)``. The fields keep the order
+    given, which pydantic's JSON follows; equality, the Avro encoding and ``canonical_json`` do not."""
+    known = _fields.get(cls)
+    if known is None:
+        known = _fields[cls] = (
+            frozenset(cls.model_fields),
+            tuple((name, info.default, info.default_factory) for name, info in cls.model_fields.items()),
+        )
+    names, defaults = known
+    given = set(values)
+    if given != names:
+        if not given <= names:
+            raise TypeError(f"{cls.__name__} has no field {sorted(given - names)}")
+        for name, default, factory in defaults:
+            if name not in values:
+                if default is PydanticUndefined and factory is None:
+                    raise TypeError(f"{cls.__name__}: no value for {name}")
+                values[name] = factory() if factory is not None else default
+    instance = cls.__new__(cls)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", given)
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
 
 
 def utc(value: datetime) -> datetime:
@@ -151,7 +188,7 @@ class Record(_Frozen):
 def one_group(fields: Iterable[str], stamp: Stamp) -> list[StampedFields]:
     """``group_stamps`` of fields that one contribution all won (an event's own record)."""
     names = sorted(fields)
-    return [StampedFields.model_construct(stamp=stamp, fields=names)] if names else []
+    return [trusted(StampedFields, stamp=stamp, fields=names)] if names else []
 
 
 def group_stamps(stamps: dict[str, Stamp]) -> list[StampedFields]:
@@ -160,7 +197,7 @@ def group_stamps(stamps: dict[str, Stamp]) -> list[StampedFields]:
     for name, stamp in stamps.items():
         groups.setdefault(stamp.order, (stamp, []))[1].append(name)
     return [
-        StampedFields.model_construct(stamp=stamp, fields=sorted(names))
+        trusted(StampedFields, stamp=stamp, fields=sorted(names))
         for _, (stamp, names) in sorted(groups.items(), key=lambda item: item[0])
     ]
 
