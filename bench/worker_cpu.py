@@ -17,6 +17,7 @@ records per event, and the mean size of a state.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import io
@@ -63,7 +64,9 @@ def canonical_events(events: int, seed: int) -> list[ArtifactEvent]:
     return [event for unit in parse_locally(requests) for event in unit]
 
 
-def run(events: list[ArtifactEvent], batch: int, *, local: bool) -> dict[str, Any]:
+def run(
+    events: list[ArtifactEvent], batch: int, *, local: bool, collections: gc_tuning.BatchCollections | None
+) -> dict[str, Any]:
     registry: Any = _LocalRegistry()
     codec = AvroCodec(registry, subject="e", schema_name="artifact_event", model=ArtifactEvent)
     state_codec = AvroCodec(registry, subject="s", schema_name="linked_artifact", model=LinkedArtifactState)
@@ -99,46 +102,49 @@ def run(events: list[ArtifactEvent], batch: int, *, local: bool) -> dict[str, An
     started = time.process_time()
     offset = total
     while queue:
-        records = [queue.popleft() for _ in range(min(batch, len(queue)))]
-        counts["records"] += len(records)
-        counts["batches"] += 1
-        outcome = exchange(
-            processor,
-            processor.process(records, lookup),
-            lookup,
-            remember=remember,
-            refreshed=refreshed,
-            local_partition=local_partition,
-            max_rounds=LOCAL_ROUNDS_MAX,
-        )
-        counts["local"] += outcome.applied_locally
-        published = {
-            key: enriched.encode(state)
-            for key, (_, state) in outcome.touched.items()
-            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
-        }
-        for key, (_, state) in outcome.changed.items():
-            data = table_value(state, enriched=published.get(key))
-            table[key] = data
-            counts["writes"] += 1
-            counts["state_bytes"] += len(data)
-        counts["enriched"] += len(published)
-        for message in outcome.remote:
-            offset += 1
-            queue.append(
-                Record(
-                    DERIVED,
-                    hash(message.target_key) % partitions,
-                    offset,
-                    message.target_key.encode(),
-                    message.model_dump_json().encode(),
-                )
+        # As the worker: no collections inside a batch, its survivors frozen after it.
+        with collections.batch() if collections is not None else contextlib.nullcontext():
+            records = [queue.popleft() for _ in range(min(batch, len(queue)))]
+            counts["records"] += len(records)
+            counts["batches"] += 1
+            outcome = exchange(
+                processor,
+                processor.process(records, lookup),
+                lookup,
+                remember=remember,
+                refreshed=refreshed,
+                local_partition=local_partition,
+                max_rounds=LOCAL_ROUNDS_MAX,
             )
-            counts["derived"] += 1
-            kinds[message.kind] = kinds.get(message.kind, 0) + 1
+            counts["local"] += outcome.applied_locally
+            published = {
+                key: enriched.encode(state)
+                for key, (_, state) in outcome.touched.items()
+                if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
+            }
+            for key, (_, state) in outcome.changed.items():
+                data = table_value(state, enriched=published.get(key))
+                table[key] = data
+                counts["writes"] += 1
+                counts["state_bytes"] += len(data)
+            counts["enriched"] += len(published)
+            for message in outcome.remote:
+                offset += 1
+                queue.append(
+                    Record(
+                        DERIVED,
+                        hash(message.target_key) % partitions,
+                        offset,
+                        message.target_key.encode(),
+                        message.model_dump_json().encode(),
+                    )
+                )
+                counts["derived"] += 1
+                kinds[message.kind] = kinds.get(message.kind, 0) + 1
     cpu = time.process_time() - started
     hit_rate = enriched.hits / max(enriched.hits + enriched.misses, 1)
-    return {"cpu_seconds": cpu, "events": total, **counts, "kinds": kinds, "hit_rate": hit_rate}
+    full = collections.full_collections if collections is not None else 0
+    return {"cpu_seconds": cpu, "events": total, **counts, "kinds": kinds, "hit_rate": hit_rate, "full_gc": full}
 
 
 def main() -> None:
@@ -157,8 +163,8 @@ def main() -> None:
     parser.add_argument(
         "--default-gc",
         action="store_true",
-        help="keep CPython's default garbage-collector thresholds instead of the worker's "
-        "(linked_artifacts.gc_tuning), to measure what the tuning is worth",
+        help="keep CPython's default garbage-collector thresholds and collections inside batches instead of "
+        "the worker's tuning (linked_artifacts.gc_tuning), to measure what the tuning is worth",
     )
     args = parser.parse_args()
     avro_schema.load("artifact_event")
@@ -176,7 +182,8 @@ def main() -> None:
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    figures = run(events, args.batch, local=args.exchange == "local")  # empties ``events``
+    collections = None if args.default_gc else gc_tuning.BatchCollections()
+    figures = run(events, args.batch, local=args.exchange == "local", collections=collections)  # empties ``events``
     if profiler:
         profiler.disable()
     n = figures["events"]
@@ -184,7 +191,8 @@ def main() -> None:
         f"{n:,} events, {figures['records']:,} records ({figures['derived']:,} derived through the topic, "
         f"{figures['derived'] / n:.2f}/event; {figures['local']:,} applied in-process, "
         f"{figures['local'] / n:.2f}/event) in {figures['batches']:,} batches: "
-        f"{figures['cpu_seconds']:.1f} s CPU = {n / figures['cpu_seconds']:,.0f} events/s of worker CPU"
+        f"{figures['cpu_seconds']:.1f} s CPU = {n / figures['cpu_seconds']:,.0f} events/s of worker CPU "
+        f"({figures['full_gc']} full garbage collections between batches)"
     )
     print(
         f"state writes {figures['writes']:,} ({figures['writes'] / n:.2f}/event), mean state "

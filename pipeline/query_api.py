@@ -152,6 +152,7 @@ def _metrics_text(ctx: QueryContext) -> str:
     gc_tuning.register_threshold_gauge(registry)
     linker, sink = ctx.linker, ctx.sink
     if linker is not None:
+        linker.collections.register(registry)
         Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
         Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
         Gauge(

@@ -133,6 +133,8 @@ class Linker:
         self.batches = 0
         self._headers: list[tuple[str, bytes]] = []
         self.offsets = HandledOffsets((self.events_topic, self.derived_topic_name))
+        # A batch's survivors are frozen out of the collector's scans (linked_artifacts.gc_tuning).
+        self.collections = gc_tuning.BatchCollections()
 
     def lookup(self, key: str) -> LinkedArtifactState | None:
         cached = self.cache.get(key)
@@ -281,7 +283,8 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
                 Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
-            await linker.handle(records)
+            with linker.collections.batch():
+                await linker.handle(records)
             # Only now may the batch's acknowledgements mark it done (pipeline.offsets).
             linker.offsets.handled(records)
 
