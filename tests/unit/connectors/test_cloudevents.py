@@ -245,6 +245,25 @@ def test_every_event_of_a_batch_has_a_distinct_id() -> None:
     assert len({e.event_id for e in result.events}) == len(result.events)
 
 
+def test_a_batch_hashes_its_body_once_for_all_its_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    hashed: list[int] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes) -> Any:
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)  # event ids are hashes too: count the body's only
+    payload = load("batch_runtime_monitor.json")
+    result = deliver(payload)
+    body = json.dumps(payload).encode()
+    assert len(result.events) == 8
+    assert {e.delivery_id for e in result.events} == {real(body).hexdigest()}
+    assert hashed.count(len(body)) == 1
+
+
 def test_empty_batch_is_acknowledged_and_ignored() -> None:
     result = deliver([])
 
