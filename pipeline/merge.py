@@ -110,6 +110,32 @@ def join(a: LinkedArtifactState, b: LinkedArtifactState) -> LinkedArtifactState:
     )
 
 
+def join_all(state: LinkedArtifactState, deltas: list[LinkedArtifactState]) -> LinkedArtifactState:
+    """``join(join(join(state, d1), d2), ...)`` in one join: the deltas' records are pooled and joined into
+    ``state`` together (``_join_keyed`` joins equal identities among them too), instead of building a
+    state per delta. A batch folds ~12 findings of one report, or every slot-member message of a slot, at
+    once."""
+    if len(deltas) == 1:
+        return join(state, deltas[0])
+    for delta in deltas:
+        if delta.key != state.key:
+            raise MergeError(f"key: cannot join states of {state.key!r} and {delta.key!r}", field="key")
+    # Not a canonical state (lists unsorted, identities repeated): only join's second argument.
+    pooled = trusted(
+        LinkedArtifactState,
+        key=state.key,
+        version=0,
+        event_ids=[event_id for delta in deltas for event_id in delta.event_ids],
+        storage=[record for delta in deltas for record in delta.storage],
+        builds=[record for delta in deltas for record in delta.builds],
+        deployments=[record for delta in deltas for record in delta.deployments],
+        alerts=[record for delta in deltas for record in delta.alerts],
+        links=[record for delta in deltas for record in delta.links],
+        inherited=[record for delta in deltas for record in delta.inherited],
+    )
+    return join(state, pooled)
+
+
 def location_identity(location: StorageLocation) -> tuple[str, str, str]:
     return (location.registry_url, location.repository, location.path)
 

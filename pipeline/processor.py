@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from linked_artifacts.avro import AvroCodec, DecodeError
 from linked_artifacts.events import ArtifactEvent
 from pipeline.derive import derived_from, outgoing
-from pipeline.merge import event_delta, join
+from pipeline.merge import event_delta, join_all
 from pipeline.state import Derived, LinkedArtifactState, MergeError, changed, empty_state, trusted
 
 log = logging.getLogger(__name__)
@@ -100,21 +100,20 @@ _Entry = tuple[str, LinkedArtifactState, int, bool]
 
 
 def _fold(entries: list[_Entry], lookup: StateLookup, result: BatchResult) -> BatchResult:
-    # Deltas of a key are joined with each other first and into the (large) stored state once: the join
-    # is associative and commutative, so this equals merging record by record, at a fraction of the cost
-    # for hot keys.
-    deltas: dict[str, LinkedArtifactState] = {}
+    # A key's deltas are joined into its (large) stored state at once: the join is associative and
+    # commutative, so this equals merging record by record, at a fraction of the cost for hot keys.
+    deltas: dict[str, list[LinkedArtifactState]] = {}
     partitions: dict[str, int] = {}
     for key, delta, partition, is_event in entries:
-        deltas[key] = join(deltas[key], delta) if key in deltas else delta
+        deltas.setdefault(key, []).append(delta)
         partitions[key] = partition
         if is_event:
             result.events += 1
         else:
             result.derived_in += 1
-    for key, delta in deltas.items():
+    for key, parts in deltas.items():
         before = lookup(key) or empty_state(key)
-        after = join(before, delta)
+        after = join_all(before, parts)
         result.touched[key] = (partitions[key], after)
         if changed(before, after):
             result.states[key] = (partitions[key], after)

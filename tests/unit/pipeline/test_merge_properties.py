@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from linked_artifacts import avro_schema
 from linked_artifacts.events import ArtifactEvent, slot_key
 from pipeline.derive import derived_from, linked_view
-from pipeline.merge import event_delta, join, merge
+from pipeline.merge import event_delta, join, join_all, merge
 from pipeline.state import (
     ALERT_RANK,
     BUILD_RANK,
@@ -107,6 +107,36 @@ def test_join_is_commutative_associative_and_idempotent(events: list[ArtifactEve
         assert join(a, a) == a
         for left, right in pairwise(deltas):
             assert join(left, right) == join(right, left)
+
+
+@SINGLE
+@given(events=histories(min_size=2, max_size=16), seed=st.integers(min_value=0, max_value=2**32))
+def test_joining_many_deltas_at_once_equals_joining_them_one_by_one(events: list[ArtifactEvent], seed: int) -> None:
+    # How a batch folds a key (pipeline.processor): its deltas pooled into one join with the stored state.
+    rng = random.Random(seed)
+    for key, own in _by_key(events).items():
+        stored = fold(empty_state(key), rng.sample(own, k=rng.randint(0, len(own))))
+        deltas = [event_delta(event) for event in rng.sample(own, k=len(own))]
+        deltas += [event_delta(event) for event in rng.sample(own, k=rng.randint(0, len(own)))]  # redeliveries
+        one_by_one = stored
+        for delta in deltas:
+            one_by_one = join(one_by_one, delta)
+        assert join_all(stored, deltas) == one_by_one
+        assert join_all(stored, deltas).model_dump_json() == one_by_one.model_dump_json()
+
+
+@SYSTEM
+@given(events=scenarios())
+def test_every_state_is_its_own_events_joined_with_the_final_messages_it_kept(events: list[ArtifactEvent]) -> None:
+    # The derived messages too: pooled with the events, in one join, they give every key's final state.
+    for key, state in run_system(events).items():
+        own = [event_delta(event) for event in events if event.key == key]
+        kept = [
+            LinkedArtifactState(key=key, inherited=[message], version=message.origin_version)
+            for message in state.inherited
+        ]
+        if own or kept:
+            assert join_all(empty_state(key), own + kept) == state, key
 
 
 @SINGLE
