@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
@@ -131,6 +132,7 @@ class Linker:
         # a record on the changelog or the enriched topic can be traced to the worker and batch behind it.
         self.origin = f"{socket.gethostname()}:{os.getpid()}"
         self.batches = 0
+        self.last_written = 0  # states the last batch wrote
         self._headers: list[tuple[str, bytes]] = []
         self.offsets = HandledOffsets((self.events_topic, self.derived_topic_name))
         # A batch's survivors are frozen out of the collector's scans (linked_artifacts.gc_tuning).
@@ -178,6 +180,7 @@ class Linker:
             for key, (partition, state) in outcome.touched.items()
             if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
         }
+        self.last_written = len(outcome.changed)
         for key, (partition, state) in outcome.changed.items():
             # A digest's table value is its enriched record, encoded once for both (pipeline.changelog).
             enriched = published.get(key)
@@ -283,8 +286,18 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
                 Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
+            started = time.perf_counter()
             with linker.collections.batch():
-                await linker.handle(records)
+                result = await linker.handle(records)
+            log.debug(
+                "batch %d: %d records (%d events, %d derived), %d states written, %.0f ms",
+                linker.batches,
+                len(records),
+                result.events,
+                result.derived_in,
+                linker.last_written,
+                (time.perf_counter() - started) * 1000,
+            )
             # Only now may the batch's acknowledgements mark it done (pipeline.offsets).
             linker.offsets.handled(records)
 
