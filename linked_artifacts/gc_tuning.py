@@ -82,8 +82,11 @@ class BatchCollections:
     def __init__(self, *, interval: float = 120.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self.clock = clock
+        self.batches = 0
         self.full_collections = 0
         self.freed = 0  # unreachable objects the full collections found
+        self.kept = 0  # frozen objects after the last full collection
+        self.full_seconds = 0.0  # what the last full collection took
         self._last = clock()
 
     @contextmanager
@@ -94,6 +97,7 @@ class BatchCollections:
             yield
         finally:
             gc.freeze()
+            self.batches += 1
             if self.due():
                 self.collect()
             if enabled:
@@ -109,21 +113,28 @@ class BatchCollections:
         gc.freeze()
         self.full_collections += 1
         self._last = self.clock()
-        log.debug(
-            "full collection between batches: %d objects kept, in %.0f ms",
-            gc.get_freeze_count(),
-            (time.perf_counter() - started) * 1000,
-        )
+        # Counted here, not on every /metrics scrape: CPython counts frozen objects by walking their list.
+        self.kept = gc.get_freeze_count()
+        self.full_seconds = time.perf_counter() - started
+        log.debug("full collection between batches: %d objects kept, in %.0f ms", self.kept, self.full_seconds * 1000)
 
     def register(self, registry: CollectorRegistry) -> None:
-        """``la_gc_frozen_objects`` and ``la_gc_batch_full_collections_total`` on ``registry``."""
-        Gauge(
-            "la_gc_frozen_objects",
-            "Objects out of the collector's scans: start-up, and what batches left (linked_artifacts.gc_tuning)",
+        """The policy's counts on ``registry`` (``la_gc_batches_frozen_total`` and the full collections')."""
+        Counter(
+            "la_gc_batches_frozen",
+            "Batches whose survivors were frozen out of the collector's sweeps",
             registry=registry,
-        ).set_function(lambda: float(gc.get_freeze_count()))
+        ).inc(self.batches)
         Counter(
             "la_gc_batch_full_collections",
             "Full collections between batches, which free frozen cyclic garbage",
             registry=registry,
         ).inc(self.full_collections)
+        Gauge(
+            "la_gc_full_collection_kept_objects",
+            "Objects the last full collection between batches kept (frozen again)",
+            registry=registry,
+        ).set(self.kept)
+        Gauge(
+            "la_gc_full_collection_seconds", "What the last full collection between batches took", registry=registry
+        ).set(self.full_seconds)

@@ -270,7 +270,7 @@ def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(s
     young = gc_tuning.THRESHOLDS[0]
     assert re.search(rf'la_gc_threshold\{{generation="0"\}} {young}\.0', metrics), metrics
     # Batches leave what they built frozen, out of the collector's sweeps.
-    assert re.search(r"la_gc_frozen_objects [1-9]", metrics), metrics
+    assert re.search(r"la_gc_batches_frozen_total [1-9]", metrics), metrics
     assert re.search(r"process_cpu_seconds_total [0-9]", metrics), metrics
     # Every record of the story reached the stream through the worker's consumer (pipeline.faust_consumer).
     assert re.search(r'la_worker_record_handovers\{path="direct"\} [1-9]', metrics), metrics

@@ -102,5 +102,7 @@ def test_batch_collections_are_on_metrics(restored_gc: None) -> None:
         pass
     collections.register(registry)
     text = generate_latest(registry).decode()
+    assert "la_gc_batches_frozen_total 1.0" in text
     assert "la_gc_batch_full_collections_total 1.0" in text
-    assert "la_gc_frozen_objects " in text
+    assert f"la_gc_full_collection_kept_objects {float(collections.kept)}" in text and collections.kept > 0
+    assert "la_gc_full_collection_seconds " in text
