@@ -136,7 +136,7 @@ class Linker:
         self._headers: list[tuple[str, bytes]] = []
         self.offsets = HandledOffsets((self.events_topic, self.derived_topic_name))
         # A batch's survivors are frozen out of the collector's scans (linked_artifacts.gc_tuning).
-        self.collections = gc_tuning.BatchCollections()
+        self.collections = gc_tuning.BatchCollections(interval=settings.worker_gc_full_seconds)
 
     def lookup(self, key: str) -> LinkedArtifactState | None:
         cached = self.cache.get(key)
