@@ -196,7 +196,7 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the worker runs a full garbage collection after a batch. Batches leave what they "
         "built out of the collector's sweeps (linked_artifacts.gc_tuning); a full collection frees the cyclic "
-        "garbage kept with it, and pauses the worker (~0.7 s at 3 million objects).",
+        "garbage kept with it, and pauses the worker (~1 s at a million objects).",
     )
     sink_batch_rows: int = Field(
         default=5_000,
