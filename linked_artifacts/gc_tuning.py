@@ -17,8 +17,8 @@ new states it keeps), and each survivor was scanned by the young collections and
 before it settled in the old generation: ~15% of the worker's CPU (``bench.worker_cpu``: 1.47 of 10.0 s,
 two middle collections of ~0.4 s each). Inside a batch nothing is collected; after it, what is left is
 frozen, out of every later scan. Cyclic garbage frozen with it (asyncio futures, tracebacks) waits for a
-full collection, which runs every five minutes (``worker_gc_full_seconds``) and pauses the worker (~0.7 s
-at 3 million objects). Not when the frozen objects grew by some share, as CPython does for its old
+full collection, which runs every five minutes (``worker_gc_full_seconds``) and pauses the worker (~1 s
+at a million objects). Not when the frozen objects grew by some share, as CPython does for its old
 generation: they grow with the states kept, and a replay then paid a full collection after every batch
 (worker_cpu: 12.7/10.9/12.7 s CPU against 9.9/10.0/11.3 without the policy).
 """
