@@ -17,7 +17,7 @@ import fastavro
 import httpx
 from pydantic import BaseModel
 
-from linked_artifacts import avro_reader, avro_schema, avro_writer
+from linked_artifacts import avro_codegen, avro_reader, avro_schema, avro_writer
 from linked_artifacts.errors import LinkedArtifactsError
 
 MAGIC = 0
@@ -176,7 +176,7 @@ def _compiled_reader(schema: Any) -> avro_reader.Reader | None:
     events), used for records written with this very schema; None to keep fastavro."""
     try:
         return avro_reader.compile_reader(schema)
-    except avro_writer.UnsupportedSchema:
+    except avro_codegen.UnsupportedSchema:
         return None
 
 
@@ -185,5 +185,5 @@ def _compiled(schema: Any) -> avro_writer.Write | None:
     records), or None to keep fastavro."""
     try:
         return avro_writer.compile_writer(schema)
-    except avro_writer.UnsupportedSchema:
+    except avro_codegen.UnsupportedSchema:
         return None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from linked_artifacts.avro_writer import UnsupportedSchema
+from linked_artifacts.avro_codegen import PRIMITIVES, SourceCompiler, UnsupportedSchema, full_name, namespace_of
 
 _ReadAt = Callable[[bytes, int], tuple[Any, int]]  # a compiled function: the value at a position, and the next
 
@@ -106,8 +106,8 @@ def compile_reader(schema: Any) -> Reader:
     fastavro's ``schemaless_reader`` gives it). Raises ``ValueError`` or ``IndexError`` on data that does
     not fit."""
     compiler = _Compiler()
-    top = compiler.function_for(schema, _namespace_of(schema))
-    namespace: dict[str, Any] = {
+    top = compiler.function_for(schema, namespace_of(schema))
+    helpers = {
         "_varint": _varint,
         "_count": _count,
         "_times": _times,
@@ -116,10 +116,7 @@ def compile_reader(schema: Any) -> Reader:
         "_FLOAT": _FLOAT.unpack_from,
         "_Truncated": TruncatedData,
     }
-    source = "\n\n".join(compiler.functions)
-    # The source holds no text of the schema but field names, written as repr() literals.
-    exec(compile(source, f"<avro reader {schema_name(schema)}>", "exec"), namespace)  # noqa: S102
-    read_top: _ReadAt = namespace[top]
+    read_top: _ReadAt = compiler.load(schema, top, "reader", helpers)
 
     def read(data: bytes, start: int = 0) -> Any:
         value, end = read_top(data, start)
@@ -127,28 +124,10 @@ def compile_reader(schema: Any) -> Reader:
             raise TruncatedData(f"the value needs {end} bytes, the data has {len(data)}")
         return value
 
-    read.source = source  # type: ignore[attr-defined]  # for debugging a schema's reader
     return read
 
 
-def schema_name(schema: Any) -> str:
-    return str(schema.get("name", schema.get("type"))) if isinstance(schema, dict) else str(schema)
-
-
-def _namespace_of(schema: Any) -> str | None:
-    return schema.get("namespace") if isinstance(schema, dict) else None
-
-
-class _Compiler:
-    def __init__(self) -> None:
-        self.functions: list[str] = []
-        self.named: dict[str, str] = {}  # a record's full name -> the name of its function
-        self.counter = 0
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
+class _Compiler(SourceCompiler):
     def function_for(self, schema: Any, namespace: str | None) -> str:
         """A function ``f(b, p) -> (value, p)`` reading ``schema``."""
         if isinstance(schema, dict) and schema.get("type") == "record":
@@ -161,9 +140,8 @@ class _Compiler:
     def record(self, schema: dict[str, Any], namespace: str | None) -> str:
         name: str = schema["name"]
         namespace = schema.get("namespace", namespace)
-        full = name if "." in name or not namespace else f"{namespace}.{name}"
         function = self.fresh("_record_")
-        self.named[full] = function
+        self.named[full_name(name, namespace)] = function
         body: list[str] = []
         names: list[str] = []
         for field in schema["fields"]:
@@ -180,9 +158,9 @@ class _Compiler:
         if isinstance(schema, list):
             return self.union(schema, namespace, target, depth)
         if isinstance(schema, str):
-            if schema in _PRIMITIVES:
+            if schema in PRIMITIVES:
                 return self.primitive(schema, target, depth)
-            return self.reference(schema, namespace, target, depth)
+            return [f"{pad}{target}, p = {self.reference(schema, namespace)}(b, p)"]
         if not isinstance(schema, dict):
             raise UnsupportedSchema(f"not a schema: {schema!r}")
         kind = schema.get("type")
@@ -203,7 +181,7 @@ class _Compiler:
             return self.array(schema["items"], namespace, target, depth)
         if kind == "map":
             return self.map(schema["values"], namespace, target, depth)
-        if isinstance(kind, str) and kind in _PRIMITIVES:
+        if isinstance(kind, str) and kind in PRIMITIVES:
             return self.primitive(kind, target, depth)
         if isinstance(kind, dict | list):
             return self.code(kind, namespace, target, depth)
@@ -256,14 +234,6 @@ class _Compiler:
         if kind == "string":
             return self.sized(target, depth, text=True)
         return self.sized(target, depth, text=False)  # bytes
-
-    def reference(self, name: str, namespace: str | None, target: str, depth: int) -> list[str]:
-        pad = "    " * depth
-        full = name if "." in name or not namespace else f"{namespace}.{name}"
-        found = full if full in self.named else name if name in self.named else None
-        if found is None:
-            raise UnsupportedSchema(f"unknown named type {name!r}")
-        return [f"{pad}{target}, p = {self.named[found]}(b, p)"]
 
     def union(self, branches: list[Any], namespace: str | None, target: str, depth: int) -> list[str]:
         pad = "    " * depth
@@ -322,5 +292,3 @@ class _Compiler:
             ),
         ]
 
-
-_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

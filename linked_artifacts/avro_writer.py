@@ -20,17 +20,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from linked_artifacts.avro_codegen import PRIMITIVES, SourceCompiler, UnsupportedSchema, full_name, namespace_of
+
 Write = Callable[[bytearray, Any], None]
 
 _DOUBLE = struct.Struct("<d")
 _FLOAT = struct.Struct("<f")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
-_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-
-
-class UnsupportedSchema(ValueError):
-    """A schema feature this writer does not compile (fastavro still writes it)."""
 
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -88,8 +85,8 @@ def compile_writer(schema: Any) -> Write:
     """``write(out, value)`` appending the Avro binary encoding of ``value`` to ``out``. A record is a dict or
     an object with the fields as attributes (a pydantic model: no ``model_dump`` needed)."""
     compiler = _Compiler()
-    top = compiler.function_for(schema, _namespace_of(schema))
-    namespace: dict[str, Any] = {
+    top = compiler.function_for(schema, namespace_of(schema))
+    helpers = {
         "_write_long": write_long,
         "_write_null": _write_null,
         "_times": _times,
@@ -97,31 +94,11 @@ def compile_writer(schema: Any) -> Write:
         "_DOUBLE": _DOUBLE.pack,
         "_FLOAT": _FLOAT.pack,
     }
-    source = "\n\n".join(compiler.functions)
-    # The source holds no text of the schema but field names, written as repr() literals or checked identifiers.
-    exec(compile(source, f"<avro writer {_schema_name(schema)}>", "exec"), namespace)  # noqa: S102
-    write: Write = namespace[top]
+    write: Write = compiler.load(schema, top, "writer", helpers)
     return write
 
 
-def _namespace_of(schema: Any) -> str | None:
-    return schema.get("namespace") if isinstance(schema, dict) else None
-
-
-def _schema_name(schema: Any) -> str:
-    return str(schema.get("name", schema.get("type"))) if isinstance(schema, dict) else str(schema)
-
-
-class _Compiler:
-    def __init__(self) -> None:
-        self.functions: list[str] = []
-        self.named: dict[str, str] = {}  # a record's full name -> the name of its function
-        self.counter = 0
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
+class _Compiler(SourceCompiler):
     def function_for(self, schema: Any, namespace: str | None) -> str:
         """A function ``f(out, v)`` writing ``schema``."""
         if isinstance(schema, dict) and schema.get("type") == "record":
@@ -135,9 +112,8 @@ class _Compiler:
         default), and the record's writer, which picks one."""
         name: str = schema["name"]
         namespace = schema.get("namespace", namespace)
-        full = name if "." in name or not namespace else f"{namespace}.{name}"
         function = self.fresh("_record_")
-        self.named[full] = function
+        self.named[full_name(name, namespace)] = function
         from_attributes: list[str] = []
         from_dict: list[str] = []
         for field in schema["fields"]:
@@ -168,7 +144,7 @@ class _Compiler:
         if isinstance(schema, list):
             return self.union(schema, namespace, value, depth)
         if isinstance(schema, str):
-            if schema in _PRIMITIVES:
+            if schema in PRIMITIVES:
                 return self.primitive(schema, value, depth)
             return [f"{pad}{self.reference(schema, namespace)}(out, {value})"]
         if not isinstance(schema, dict):
@@ -204,7 +180,7 @@ class _Compiler:
                 *self.code(schema["values"], namespace, item, depth + 2),
                 f"{pad}out.append(0)",
             ]
-        if isinstance(kind, str) and kind in _PRIMITIVES:
+        if isinstance(kind, str) and kind in PRIMITIVES:
             return self.primitive(kind, value, depth)
         if isinstance(kind, dict | list):
             return self.code(kind, namespace, value, depth)
@@ -235,13 +211,6 @@ class _Compiler:
             f"{pad}else: _write_long(out, {size})",
             f"{pad}out += {data}",
         ]
-
-    def reference(self, name: str, namespace: str | None) -> str:
-        full = name if "." in name or not namespace else f"{namespace}.{name}"
-        found = self.named.get(full) or self.named.get(name)
-        if found is None:
-            raise UnsupportedSchema(f"unknown named type {name!r}")
-        return found
 
     def union(self, branches: list[Any], namespace: str | None, value: str, depth: int) -> list[str]:
         if len(branches) != 2 or "null" not in branches:

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from linked_artifacts import avro_schema
 from linked_artifacts.avro import _compiled_reader
+from linked_artifacts.avro_codegen import UnsupportedSchema
 from linked_artifacts.avro_reader import compile_reader
-from linked_artifacts.avro_writer import UnsupportedSchema
 from linked_artifacts.events import ArtifactEvent
 from tests.unit.core.test_avro_writer import DEAD, EDGES, EVENT, STATE, _edges
 from tests.unit.pipeline.factory import run_system

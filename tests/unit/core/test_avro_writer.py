@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from linked_artifacts import avro_schema
 from linked_artifacts.avro import _compiled
-from linked_artifacts.avro_writer import UnsupportedSchema, compile_writer
+from linked_artifacts.avro_codegen import UnsupportedSchema
+from linked_artifacts.avro_writer import compile_writer
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from tests.unit.pipeline.factory import run_system
 from tests.unit.pipeline.strategies import histories, scenarios
