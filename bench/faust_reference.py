@@ -1,8 +1,8 @@
 """Reference consumers for bench/pipeline_e2e.py: the events topic read again, from offset 0, by a Faust app
 of its own (own app id, so a fresh consumer group and fresh tables).
 
-    python -m bench.faust_reference --mode count|count-direct|naive|naive-gc|replay|replay-default-gc --app-id ID \
-        --expect N
+    python -m bench.faust_reference --mode count|count-direct|naive|naive-gc|replay|replay-default-gc|replay-sink \
+        --app-id ID --expect N
 
 Modes:
 
@@ -27,6 +27,11 @@ Modes:
     garbage-collector tuning, as ``pipeline.worker.run`` does.
 ``replay-default-gc``
     ``replay`` with CPython's default garbage-collector settings: what the tuning gives the worker.
+``replay-sink``
+    ``replay`` with the worker's ClickHouse sink too, into a ClickHouse of its own (chDB under ``--datadir``,
+    or a database named after the app id on a configured server): the whole worker, every effect of an
+    event (state, changelog, enriched record, history row), from a backlog. Done when the replay is done
+    and the sink has inserted (or found already stored) every event.
 
 Kafka, the registry and the topic prefix come from LINKED_ARTIFACTS_* like in every process. When done, it
 writes its result as JSON to ``--result`` (times are epoch seconds; a file because Faust redirects stdout
@@ -60,7 +65,7 @@ from pipeline.merge import merge
 from pipeline.processor import BatchResult, Record
 from pipeline.state import LinkedArtifactState, empty_state
 
-Mode = Literal["count", "count-direct", "naive", "replay"]
+Mode = Literal["count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc", "replay-sink"]
 PROGRESS_EVERY_S = 1.0
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -85,6 +90,10 @@ class Progress:
         self.derived_in = 0
         self.derived_out = 0
         self.batches = 0
+        # With the sink: events it inserted or found stored, and when each side was done.
+        self.sunk: int | None = None
+        self.linker_done: float | None = None
+        self.sink_done: float | None = None
         self.reported = False
         self.last_write = 0.0
         # The app's consumer, once built: its hand-over counts say how often fetching met a full buffer.
@@ -99,19 +108,30 @@ class Progress:
 
     def seen(self, *, events: int, derived_in: int = 0, derived_out: int = 0) -> None:
         self.arrived()
-        now = time.time()
         self.events += events
         self.derived_in += derived_in
         self.derived_out += derived_out
         self.batches += 1
+        if self.linker_done is None and self.events >= self.expect and self.derived_in >= self.derived_out:
+            self.linker_done = time.time()
+        self._check()
+
+    def stored(self, events: int) -> None:
+        """The sink committed an insert: ``events`` in all were inserted or found already stored."""
+        self.sunk = events
+        if self.sink_done is None and events >= self.expect:
+            self.sink_done = time.time()
+        self._check()
+
+    def _check(self) -> None:
         if self.reported:
             return
-        if self.events >= self.expect and self.derived_in >= self.derived_out:
+        if self.linker_done is not None and (self.sunk is None or self.sink_done is not None):
             self.write(finished=True)
             self.reported = True
             # Let the agent return to Faust first; the worker then stops on SIGTERM like on Ctrl-C.
             asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
-        elif now - self.last_write >= PROGRESS_EVERY_S:
+        elif time.time() - self.last_write >= PROGRESS_EVERY_S:
             # So a run the parent stops at its deadline still yields a rate over what it consumed.
             self.write(finished=False)
 
@@ -127,6 +147,9 @@ class Progress:
             "derived_in": self.derived_in,
             "derived_out": self.derived_out,
             "batches": self.batches,
+            "stored": self.sunk,
+            "linker_seconds": self.linker_done - first if self.linker_done is not None else None,
+            "sink_seconds": self.sink_done - first if self.sink_done is not None else None,
             "process_started": self.started,
             "first_record": first,
             "done": done,
@@ -234,9 +257,12 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
     topics.enriched_topic = lambda _settings: enriched  # type: ignore[assignment]
     from pipeline.worker import create_app
 
-    app, linker = create_app(
-        settings.model_copy(update={"worker_id": progress.app_id, "data_dir": datadir}), with_sink=False, with_api=False
-    )
+    with_sink = progress.mode == "replay-sink"
+    # With the sink, a ClickHouse of its own: chDB under the data directory (the live worker holds the
+    # system's), or a database of its own on a configured server.
+    own = {"worker_id": progress.app_id, "data_dir": datadir,
+           "clickhouse_database": progress.app_id.replace("-", "_")}
+    app, linker = create_app(settings.model_copy(update=own), with_sink=with_sink, with_api=False)
     handle = linker.handle
     events_topic = topics.events_topic(settings)
 
@@ -250,13 +276,40 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
         return result
 
     linker.handle = counted  # type: ignore[method-assign]
+    if with_sink:
+        sink = app.linked_sink  # type: ignore[attr-defined]
+        flush = sink._flush
+        progress.sunk = 0
+
+        async def flushed(fetched: Any) -> None:
+            await flush(fetched)
+            progress.stored(sink.stats.rows + sink.stats.duplicates + sink.stats.poison)
+
+        sink._flush = flushed
+        _clock_on_fetch(progress)
     return app
+
+
+def _clock_on_fetch(progress: Progress) -> None:
+    """The sink may get records before the linker's first batch: its first fetch starts the clock too."""
+    from aiokafka import AIOKafkaConsumer
+
+    from pipeline import sink as sink_module
+
+    class ClockedConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+        async def getmany(self, *partitions: Any, **kwargs: Any) -> Any:
+            fetched = await super().getmany(*partitions, **kwargs)
+            if fetched:
+                progress.arrived()
+            return fetched
+
+    sink_module.AIOKafkaConsumer = ClockedConsumer  # type: ignore[attr-defined]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc"],
-                        required=True)
+    parser.add_argument("--mode", choices=["count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc",
+                                           "replay-sink"], required=True)
     parser.add_argument("--app-id", required=True, help="Faust app id: a fresh consumer group and tables")
     parser.add_argument("--expect", type=int, required=True, help="events on the topic; done when all are read")
     parser.add_argument("--datadir", type=Path, required=True, help="Faust's data directory (throw-away)")
@@ -270,11 +323,11 @@ def main() -> None:
     progress = Progress(mode=args.mode, app_id=args.app_id, expect=args.expect, result=args.result)
     builders = {
         "count": count_app, "count-direct": count_app, "naive": naive_app, "naive-gc": naive_app, "replay": replay_app,
-        "replay-default-gc": replay_app,
+        "replay-default-gc": replay_app, "replay-sink": replay_app,
     }
     app = builders[args.mode](settings, progress, args.datadir)
     progress.consumer = lambda: app.consumer
-    if args.mode in ("naive-gc", "replay"):
+    if args.mode in ("naive-gc", "replay", "replay-sink"):
         gc_tuning.tune_for_service()  # as pipeline.worker.run does
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 

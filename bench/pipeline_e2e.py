@@ -57,7 +57,7 @@ QUIET_PROBES = 10
 QUIET_POLL_S = 0.01
 QUIET_GAP_S = 0.5
 QUIET_TIMEOUT_S = 15.0
-REFERENCE_MODES = ("count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc")
+REFERENCE_MODES = ("count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc", "replay-sink")
 
 
 @dataclass
@@ -249,6 +249,9 @@ def run_reference(system: h.System, mode: str, *, run: str, expect: int, timeout
           f"events/s (start-up {found['startup_seconds']:.1f}s, {found['cpu_seconds']:.1f}s CPU while consuming, "
           f"peak RSS {found.get('max_rss_mib', 0):,.0f} MiB)"
           + partial)
+    if found.get("stored") is not None:
+        h.say(f"  state, changelog and enriched topic done after {found['linker_seconds'] or 0:.1f}s; ClickHouse held "
+              f"{found['stored']:,} events after {found['sink_seconds'] or 0:.1f}s")
     if handovers := found.get("handovers"):
         # Waited hand-overs met a full stream buffer (or a paused flow): fetching ran ahead of the agent.
         h.say(f"  {found['batches']:,} batches; fetched records handed over directly {handovers['direct']:,}, "
@@ -334,18 +337,29 @@ def median_run(found: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[(len(ordered) - 1) // 2] | {"round_rates": [r.get("events_per_s") for r in found]}
 
 
-def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
-    """Per round: each reference's rate, and the replay against the naive join and the plain agent."""
+def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
+    """Per round: each reference's rate, and the replays (without and with the sink) against the naive join
+    and the plain agent."""
     def at(mode: str, n: int) -> float | None:
         found = runs.get(mode, [])
         return found[n].get("events_per_s") if n < len(found) else None
 
+    def ratio(a: float | None, b: float | None) -> Any:
+        return a / b if a and b else "n/a"
+
+    whole = "replay-sink" in runs
+    headers = ["round", "(c) plain", "(d) naive", "(a') replay", "x naive", "x plain"]
+    if whole:
+        headers += ["(e) whole worker", "x naive", "x plain"]
     rows = []
     for n in range(max((len(r) for r in runs.values()), default=0)):
         count, naive, replay = at("count", n), at("naive", n), at("replay", n)
-        rows.append([n + 1, count or "n/a", naive or "n/a", replay or "n/a",
-                     replay / naive if replay and naive else "n/a", replay / count if replay and count else "n/a"])
-    return rows
+        row = [n + 1, count or "n/a", naive or "n/a", replay or "n/a", ratio(replay, naive), ratio(replay, count)]
+        if whole:
+            full = at("replay-sink", n)
+            row += [full or "n/a", ratio(full, naive), ratio(full, count)]
+        rows.append(row)
+    return headers, rows
 
 
 def rate(events: int, seconds: float | None) -> float | None:
@@ -381,7 +395,8 @@ def figures(live: Live, refs: dict[str, dict[str, Any]], expect: int) -> dict[st
     }
     for mode, key in (("count", "plain_agent"), ("count-direct", "plain_agent_direct"),
                       ("naive", "naive_join"), ("naive-gc", "naive_join_tuned_gc"),
-                      ("replay", "worker_replay"), ("replay-default-gc", "worker_replay_default_gc")):
+                      ("replay", "worker_replay"), ("replay-default-gc", "worker_replay_default_gc"),
+                      ("replay-sink", "whole_worker_replay")):
         out[f"{key}_events_per_s"] = refs.get(mode, {}).get("events_per_s")
         out[f"{key}_partial"] = not refs.get(mode, {}).get("finished", False)
     return out
@@ -391,7 +406,8 @@ def aims(f: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for label, value in (("(a) pipeline, live" + (" (<=)" if f["pipeline_partial"] else ""),
                           f["pipeline_events_per_s"]),
-                         ("(a') worker replay", f["worker_replay_events_per_s"])):
+                         ("(a') worker replay", f["worker_replay_events_per_s"]),
+                         ("(e) whole worker replay", f["whole_worker_replay_events_per_s"])):
         if value is None:
             continue
         naive, plain = f["naive_join_events_per_s"], f["plain_agent_events_per_s"]
@@ -452,6 +468,8 @@ def report(result: dict[str, Any]) -> None:
         ref_row("(a') worker replay from backlog", "replay", "worker_replay"),
         *([ref_row("(a'') replay, CPython's default GC", "replay-default-gc", "worker_replay_default_gc")]
           if "replay-default-gc" in refs else []),
+        *([ref_row("(e) whole worker from backlog, + ClickHouse", "replay-sink", "whole_worker_replay")]
+          if "replay-sink" in refs else []),
     ]))
     if last is not None and (f["pipeline_partial"] or f["sink_partial"]):
         h.say(f"[not done]: at the {last['t']:.0f}s deadline the worker still lagged by "
@@ -459,11 +477,10 @@ def report(result: dict[str, Any]) -> None:
               f"derived messages, the sink by {last['events_end'] - last['sink']:,} events")
     if any(not r.get("finished") for r in refs.values()):
         h.say("[partial]: a reference stopped at its deadline; its rate is over the events it consumed")
-    if len(result.get("reference_rounds", {}).get("replay", [])) > 1:
+    if max((len(r) for r in result.get("reference_rounds", {}).values()), default=0) > 1:
         h.say("")
         h.say("reference rounds (the figures above are each reference's median round):")
-        h.say(h.table(["round", "(c) plain", "(d) naive", "(a') replay", "x naive", "x plain"],
-                      round_ratios(result["reference_rounds"])))
+        h.say(h.table(*round_ratios(result["reference_rounds"])))
     h.say("")
     rows = aims(f)
     if rows:
