@@ -33,6 +33,7 @@ from connectors.base import Delivery, InputError, ParseResult
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.events import ArtifactEvent, DeadLetter
+from linked_artifacts.partitioning import remembering_partitioner
 from linked_artifacts.settings import Settings
 from linked_artifacts.topics import attestations_topic, dead_letter_topic, events_topic
 
@@ -164,6 +165,7 @@ class KafkaPublisher:
             # Batches expire with our own deadline, so a send never outlives the request that made it by long.
             request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
             retry_backoff_ms=100,
+            partitioner=remembering_partitioner,
         )
 
     # --- lifecycle -------------------------------------------------------------------------------

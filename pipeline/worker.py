@@ -19,7 +19,6 @@ the partition over then recovered the older state (tests/fault/test_rebalance.py
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -29,11 +28,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from linked_artifacts import bootstrap, gc_tuning, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
+from linked_artifacts.partitioning import partition_for
 from linked_artifacts.settings import Settings
 from pipeline import batching, faust_consumer
 from pipeline.changelog import read_state, table_value
@@ -57,11 +56,9 @@ BATCH_MAX = Settings.model_fields["worker_batch_events"].default
 LOCAL_ROUNDS_MAX = 50
 
 
-@functools.lru_cache(maxsize=262_144)
 def _partition(key: str, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), as every producer of these topics uses. aiokafka's murmur2 is
-    pure Python (~3% of a replay); a key's partition never changes, and hot keys repeat."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    """Kafka's default partitioner, as every producer of these topics uses (remembered per key)."""
+    return partition_for(key.encode(), partitions)
 
 
 class Linker:

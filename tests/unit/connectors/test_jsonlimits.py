@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.base import InputError
-from connectors.jsonlimits import parse_json, prescan
+from connectors.jsonlimits import _STRING, _counts, _scan, parse_json, prescan
 
 LIMITS = {"max_depth": 8, "max_items": 100}
 
@@ -145,3 +145,45 @@ def test_arbitrary_bytes_give_a_value_or_an_input_error(body: bytes) -> None:
         parse_json(body, **LIMITS)
     except InputError as error:
         assert error.status in (400, 413, 422)
+
+
+json_ish = st.text(alphabet='[]{}",: \\\n\tab1-.e', max_size=60)
+
+
+@given(json_ish)
+@settings(max_examples=500)
+def test_fast_counts_agree_with_the_token_scan_on_any_text(text: str) -> None:
+    # The regex-engine passes count the values exactly as the token loop does, valid JSON or not. Their
+    # depth has no floor at zero, so it is lower only after a close without its open (where json.loads
+    # stops); a text whose closes never outrun its opens gets the same depth.
+    deepest, items = _counts(text)
+    scan_deepest, scan_items = _scan(text, max_depth=10**6, max_items=10**6)
+    assert items == scan_items
+    assert deepest <= scan_deepest
+    collapsed = _STRING.sub("", text)
+    running = 0
+    floored = False
+    for char in collapsed:
+        running += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        floored = floored or running < 0
+    if not floored:
+        assert deepest == scan_deepest
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": "x', (1, 2)),  # unterminated string, no backslash: the split path
+        ('{"a": "x\\"]]]', (1, 2)),  # escaped quote: the regex path keeps the brackets inside the string
+        ('["a" , "b":1]', (1, 3)),  # a key-like string with a space before ':' is still a key
+        ("]]][[", (0, 2)),  # closes first: no floor, so the depth stays low (json.loads refuses at once)
+    ],
+)
+def test_fast_counts_edge_cases(text: str, expected: tuple[int, int]) -> None:
+    assert _counts(text) == expected
+
+
+def test_a_limit_crossed_is_reported_where_the_token_scan_finds_it() -> None:
+    with pytest.raises(InputError) as info:
+        prescan('{"a": [[[["x"]]]]}', max_depth=3, max_items=100)
+    assert (info.value.code, "at character 8" in info.value.message) == ("too_deep", True)
