@@ -191,6 +191,13 @@ class Settings(BaseSettings):
         "broker). A batch is handled as soon as none wait, so this is the longest a record on a quiet stream "
         "waits for its batch.",
     )
+    worker_state_cache_states: int = Field(
+        default=20_000,
+        ge=1,
+        description="Most decoded states the worker keeps between batches (the least recently used beyond it "
+        "are decoded again from the table when needed). Bounds the worker's memory beyond the table's bytes, "
+        "and the pause of its full garbage collections.",
+    )
     worker_gc_full_seconds: float = Field(
         default=300.0,
         gt=0,

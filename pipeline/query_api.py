@@ -155,6 +155,10 @@ def _metrics_text(ctx: QueryContext) -> str:
         linker.collections.register(registry)
         Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
         Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
+        Gauge("la_worker_state_cache_states", "Decoded states the linker keeps between batches",
+              registry=registry).set(len(linker.cache))
+        Gauge("la_worker_state_cache_evicted", "Decoded states dropped beyond worker_state_cache_states (decoded "
+              "again from the table when needed)", registry=registry).set(linker.cache.evicted)
         Gauge(
             "la_worker_derived_applied_locally",
             "Derived messages applied by this worker to keys it owns, without a trip through the derived topic",

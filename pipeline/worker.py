@@ -40,6 +40,7 @@ from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
 from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
 from pipeline.state import LinkedArtifactState, key_role
+from pipeline.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class Linker:
         table.key_serializer = "raw"
         table.value_serializer = "raw"
         self.changelog_topic_name: str = table.changelog_topic.get_topic_name()
-        self.cache: dict[str, LinkedArtifactState] = {}
+        self.cache = StateCache(settings.worker_state_cache_states)
         # Keys whose outgoing effects were re-sent since this worker got its partitions (see handle()).
         self.refreshed: set[str] = set()
         self.assigned: set[tuple[str, int]] = set()
@@ -143,7 +144,7 @@ class Linker:
         if data is None:
             return None
         state = read_state(data, self.enriched_codec)
-        self.cache[key] = state
+        self.cache.remember(key, state)
         return state
 
     def forget(self) -> None:
@@ -184,6 +185,8 @@ class Linker:
             data = table_value(state, enriched=enriched[1] if enriched else None)
             self.table.data[key.encode()] = data
             await self._send(self.changelog_topic_name, key.encode(), data, partition=partition)
+        # Every state the batch changed is in the table now, so the cache may drop what it holds beyond its bound.
+        self.cache.trim()
         for key, (partition, data) in published.items():
             # The enriched topic is co-partitioned with the events (bootstrap checks it): the key's partition
             # is the one aiokafka's pure-Python murmur2 would compute again for every record.
@@ -225,7 +228,7 @@ class Linker:
 
     def _exchange(self, batch: BatchResult) -> Outcome:
         def remember(key: str, state: LinkedArtifactState) -> None:
-            self.cache[key] = state
+            self.cache.remember(key, state)
 
         outcome = exchange(
             self.processor,

@@ -201,6 +201,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "TOPIC_PREFIX": settings.topic_prefix,
         "WORKER_ID": settings.worker_id,
         "SINK_FLUSH_SECONDS": str(settings.sink_flush_seconds),
+        "WORKER_STATE_CACHE_STATES": str(settings.worker_state_cache_states),
         "LOG_LEVEL": "INFO",
     }
     if settings.clickhouse_url:
@@ -251,6 +252,9 @@ def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "query_port": free_port(),
             "worker_id": "e2e-worker",
             "sink_flush_seconds": 0.5,
+            # Far below the story's keys, so its states are dropped and decoded again from the table between
+            # batches: the story's final state must not depend on what the worker kept decoded.
+            "worker_state_cache_states": 3,
         }
     )
     worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)

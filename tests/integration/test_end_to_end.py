@@ -272,6 +272,9 @@ def test_story_reads_the_same_from_clickhouse_through_any_digest_of_the_family(s
     # Batches leave what they built frozen, out of the collector's sweeps.
     assert re.search(r"la_gc_batches_frozen_total [1-9]", metrics), metrics
     assert re.search(r"process_cpu_seconds_total [0-9]", metrics), metrics
+    # The worker kept at most 3 decoded states between batches (the services' setting): the rest were dropped
+    # and decoded again from the table, and the story still converged to the expected view above.
+    assert re.search(r"la_worker_state_cache_evicted [1-9]", metrics), metrics
     # Every record of the story reached the stream through the worker's consumer (pipeline.faust_consumer).
     assert re.search(r'la_worker_record_handovers\{path="direct"\} [1-9]', metrics), metrics
     listed = query.get("/artifacts", params={"find": "payments-api"})
