@@ -510,7 +510,8 @@ async def worker_metrics(client: httpx.AsyncClient, query_url: str) -> dict[str,
     response.raise_for_status()
     return prometheus_values(response.text, ("la_sink_rows", "la_sink_batches", "la_sink_duplicates",
                                              "la_sink_poison", "la_worker_records_processed",
-                                             "la_worker_states_published"))
+                                             "la_worker_states_published", 'la_worker_record_handovers{path="direct"}',
+                                             'la_worker_record_handovers{path="waited"}'))
 
 
 # --- the load generator's HTTP client --------------------------------------------------------------------

@@ -98,6 +98,8 @@ class Live:
     sink_done: float | None = None
     samples: list[Sample] = field(default_factory=list)
     metrics_error: str | None = None
+    # The live worker's hand-overs of fetched records to its stream: directly, or after a wait (a full buffer).
+    handovers: dict[str, int] = field(default_factory=dict)
 
 
 def _accepted(body: bytes) -> int:
@@ -151,6 +153,9 @@ async def sample_until_done(system: h.System, probe: h.OffsetProbe, live: Live, 
                 processed=int(metrics.get("la_worker_records_processed", 0)),
             )
             live.samples.append(s)
+            for path in ("direct", "waited"):
+                if (count := metrics.get(f'la_worker_record_handovers{{path="{path}"}}')) is not None:
+                    live.handovers[path] = int(count)
             # Everything acknowledged is on the topic; its end offset is the count to reach (the topic is
             # fresh, so offsets are counts; a failed request may have left a few records there too).
             target = max(s.events_end, live.acked)
@@ -493,6 +498,9 @@ def report(result: dict[str, Any]) -> None:
           f"(~{extra['rows_per_insert']:.0f} rows each), request p50/p99 "
           f"{live['request_latency']['p50_ms']:.0f}/{live['request_latency']['p99_ms']:.0f} ms, "
           f"failed requests {len(live['failed'])}")
+    if handovers := live.get("handovers"):
+        h.say(f"live worker: fetched records handed over directly {handovers.get('direct', 0):,}, after a wait "
+              f"{handovers.get('waited', 0):,}")
     if quiet := result.get("quiet_latency"):
         h.say(f"quiet stream: acknowledged -> in the worker's state p50 {quiet['p50_ms']:,.0f} ms, "
               f"max {quiet['max_ms']:,.0f} ms ({quiet['count']} events one at a time, {quiet['missed']} missed)")
@@ -563,6 +571,7 @@ def main() -> None:
         "live": {"requests": live.requests, "failed": live.failed[:20], "acked": live.acked,
                  "ingest_done": live.ingest_done, "worker_done": live.worker_done, "sink_done": live.sink_done,
                  "request_latency": h.latency_summary(live.latencies), "metrics_error": live.metrics_error,
+                 "handovers": live.handovers,
                  "samples": [asdict(s) for s in live.samples]},
         "references": refs,
         "reference_rounds": runs,
