@@ -29,9 +29,10 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from linked_artifacts.avro import AvroCodec, DecodeError
+from linked_artifacts.avro import DecodeError
 from linked_artifacts.events import ArtifactEvent
 from linked_artifacts.settings import Settings
+from pipeline.shared_decode import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ClickHouseSink:
         settings: Settings,
         *,
         topic: str,
-        codec: AvroCodec[ArtifactEvent],
+        codec: Decoder[ArtifactEvent],
         writer: HistoryWriter,
         group_id: str | None = None,
     ) -> None:

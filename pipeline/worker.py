@@ -39,6 +39,7 @@ from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
 from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
+from pipeline.shared_decode import SharedDecodes
 from pipeline.state import LinkedArtifactState, key_role
 from pipeline.state_cache import StateCache
 
@@ -325,12 +326,10 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
         from pipeline.sink import ClickHouseSink
 
         warehouse = Warehouse.open(settings)
-        sink = ClickHouseSink(
-            settings,
-            topic=linker.events_topic,
-            codec=linker.processor.codec,
-            writer=WarehouseWriter(warehouse),
-        )
+        # The linker and the sink read the same records: each is decoded once for both.
+        shared = SharedDecodes(linker.processor.codec, limit=settings.worker_batch_events)
+        linker.processor.codec = shared
+        sink = ClickHouseSink(settings, topic=linker.events_topic, codec=shared, writer=WarehouseWriter(warehouse))
 
         @app.task
         async def run_sink() -> None:
