@@ -399,6 +399,8 @@ def classify(pids: Iterable[int]) -> dict[str, int]:
             names["registry"] = pid
         elif "linked_artifacts.cli worker" in text:
             names["worker"] = pid
+        elif "pipeline.linker_process" in text:
+            names["linker"] = pid  # the worker's child (pipeline.service)
         elif "linked_artifacts.cli connectors" in text:
             names["connectors"] = pid
     return names

@@ -28,10 +28,11 @@ Modes:
 ``replay-default-gc``
     ``replay`` with CPython's default garbage-collector settings: what the tuning gives the worker.
 ``replay-sink``
-    ``replay`` with the worker's ClickHouse sink too, into a ClickHouse of its own (chDB under ``--datadir``,
-    or a database named after the app id on a configured server): the whole worker, every effect of an
-    event (state, changelog, enriched record, history row), from a backlog. Done when the replay is done
-    and the sink has inserted (or found already stored) every event.
+    The worker service (``pipeline.service``) with ``replay`` as its linker process, and its ClickHouse sink
+    writing into a ClickHouse of its own (chDB under ``--datadir``, or a database named after the app id on
+    a configured server): the whole worker as it runs, two processes, every effect of an event (state,
+    changelog, enriched record, history row), from a backlog. Done when the replay is done and the sink
+    has inserted (or found already stored) every event. Its CPU and peak memory are both processes'.
 
 Kafka, the registry and the topic prefix come from LINKED_ARTIFACTS_* like in every process. When done, it
 writes its result as JSON to ``--result`` (times are epoch seconds; a file because Faust redirects stdout
@@ -44,14 +45,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -64,6 +67,9 @@ from pipeline import faust_consumer
 from pipeline.merge import merge
 from pipeline.processor import BatchResult, Record
 from pipeline.state import LinkedArtifactState, empty_state
+
+if TYPE_CHECKING:
+    from pipeline.sink import ClickHouseSink
 
 Mode = Literal["count", "count-direct", "naive", "naive-gc", "replay", "replay-default-gc", "replay-sink"]
 PROGRESS_EVERY_S = 1.0
@@ -96,6 +102,12 @@ class Progress:
         self.sink_done: float | None = None
         self.reported = False
         self.last_write = 0.0
+        # replay-sink: the linker process's CPU and peak memory (its own result file); replay --stay: done
+        # without stopping, since the worker service that started it stops it.
+        self.linker_cpu = 0.0
+        self.linker_rss_mib = 0.0
+        self.linker_handovers: dict[str, int] | None = None
+        self.stay = False
         # The app's consumer, once built: its hand-over counts say how often fetching met a full buffer.
         self.consumer: Callable[[], Any] | None = None
 
@@ -116,6 +128,21 @@ class Progress:
             self.linker_done = time.time()
         self._check()
 
+    def linker_report(self, report: dict[str, Any]) -> None:
+        """replay-sink: the latest result of its linker process (a ``replay``), folded into this one."""
+        if report["events"] == 0 and report["batches"] == 0:
+            return
+        first = report["first_record"]
+        if self.first is None or first < self.first:
+            self.first = first
+        self.events, self.derived_in, self.derived_out = report["events"], report["derived_in"], report["derived_out"]
+        self.batches = report["batches"]
+        self.linker_cpu, self.linker_rss_mib = report["cpu_seconds"], report["max_rss_mib"]
+        self.linker_handovers = report.get("handovers")
+        if self.linker_done is None and report["linker_seconds"] is not None:
+            self.linker_done = first + report["linker_seconds"]
+        self._check()
+
     def stored(self, events: int) -> None:
         """The sink committed an insert: ``events`` in all were inserted or found already stored."""
         self.sunk = events
@@ -129,8 +156,9 @@ class Progress:
         if self.linker_done is not None and (self.sunk is None or self.sink_done is not None):
             self.write(finished=True)
             self.reported = True
-            # Let the agent return to Faust first; the worker then stops on SIGTERM like on Ctrl-C.
-            asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+            if not self.stay:
+                # Let the agent return to Faust first; the worker then stops on SIGTERM like on Ctrl-C.
+                asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
         elif time.time() - self.last_write >= PROGRESS_EVERY_S:
             # So a run the parent stops at its deadline still yields a rate over what it consumed.
             self.write(finished=False)
@@ -155,14 +183,16 @@ class Progress:
             "done": done,
             "startup_seconds": first - self.started,
             "consume_seconds": done - first,
-            "cpu_seconds": _cpu() - self.first_cpu,
+            "cpu_seconds": _cpu() - self.first_cpu + self.linker_cpu,
             "events_per_s": self.events / (done - first) if done > first else None,
             # Peak resident memory (Linux reports KiB): what the garbage-collector tuning costs in memory.
-            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + self.linker_rss_mib,
         }
         consumer = self.consumer() if self.consumer is not None else None
         if isinstance(consumer, faust_consumer.Consumer):
             result["handovers"] = {"direct": consumer.handed_over, "waited": consumer.waited}
+        elif self.linker_handovers is not None:
+            result["handovers"] = self.linker_handovers
         tmp = self.result.with_suffix(".tmp")
         tmp.write_text(json.dumps(result))
         tmp.replace(self.result)  # the parent never reads half a file
@@ -257,12 +287,8 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
     topics.enriched_topic = lambda _settings: enriched  # type: ignore[assignment]
     from pipeline.worker import create_app
 
-    with_sink = progress.mode == "replay-sink"
-    # With the sink, a ClickHouse of its own: chDB under the data directory (the live worker holds the
-    # system's), or a database of its own on a configured server.
-    own = {"worker_id": progress.app_id, "data_dir": datadir,
-           "clickhouse_database": progress.app_id.replace("-", "_")}
-    app, linker = create_app(settings.model_copy(update=own), with_sink=with_sink, with_api=False)
+    own = {"worker_id": progress.app_id, "data_dir": datadir}
+    app, linker = create_app(settings.model_copy(update=own), api=None)
     handle = linker.handle
     events_topic = topics.events_topic(settings)
 
@@ -276,18 +302,51 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
         return result
 
     linker.handle = counted  # type: ignore[method-assign]
-    if with_sink:
-        sink = app.linked_sink  # type: ignore[attr-defined]
+    return app
+
+
+def run_service(settings: Settings, progress: Progress, datadir: Path) -> None:
+    """``replay-sink``: the worker service itself (pipeline.service), with the ClickHouse sink in this process
+    and, as its linker process, a ``replay`` of this app id that keeps running when done. Its progress comes
+    from the result file it rewrites every second."""
+    from pipeline.linker_process import LinkerProcess
+    from pipeline.service import serve
+
+    # A ClickHouse of its own: chDB under the data directory (the live worker holds the system's), or a
+    # database of its own on a configured server.
+    own = settings.model_copy(update={"worker_id": progress.app_id, "data_dir": datadir,
+                                      "clickhouse_database": progress.app_id.replace("-", "_")})
+    linked = progress.result.with_suffix(".linker.json")
+    linker = LinkerProcess(own, argv=[
+        sys.executable, "-m", "bench.faust_reference", "--mode", "replay", "--app-id", progress.app_id,
+        "--expect", str(progress.expect), "--datadir", str(datadir / "linker"), "--result", str(linked), "--stay",
+    ])
+    progress.sunk = 0
+
+    def on_sink(sink: ClickHouseSink) -> None:
         flush = sink._flush
-        progress.sunk = 0
 
         async def flushed(fetched: Any) -> None:
             await flush(fetched)
             progress.stored(sink.stats.rows + sink.stats.duplicates + sink.stats.poison)
 
-        sink._flush = flushed
-        _clock_on_fetch(progress)
-    return app
+        sink._flush = flushed  # type: ignore[method-assign]
+
+    async def follow() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(OSError, ValueError):
+                progress.linker_report(json.loads(linked.read_text()))
+
+    async def main() -> int:
+        following = asyncio.create_task(follow())
+        try:
+            return await serve(own, with_api=False, linker=linker, on_sink=on_sink)
+        finally:
+            following.cancel()
+
+    _clock_on_fetch(progress)
+    sys.exit(asyncio.run(main()))
 
 
 def _clock_on_fetch(progress: Progress) -> None:
@@ -314,6 +373,8 @@ def main() -> None:
     parser.add_argument("--expect", type=int, required=True, help="events on the topic; done when all are read")
     parser.add_argument("--datadir", type=Path, required=True, help="Faust's data directory (throw-away)")
     parser.add_argument("--result", type=Path, required=True, help="where to write the result JSON")
+    parser.add_argument("--stay", action="store_true",
+                        help="keep running when done (replay-sink's linker process: its worker stops it)")
     args = parser.parse_args()
     settings = load_settings()
     # As the worker does: library loggers at WARNING. faust.Worker leaves the root logger at DEBUG, and
@@ -321,13 +382,18 @@ def main() -> None:
     log.configure(settings, process=f"bench-{args.mode}")
     args.datadir.mkdir(parents=True, exist_ok=True)
     progress = Progress(mode=args.mode, app_id=args.app_id, expect=args.expect, result=args.result)
+    progress.stay = args.stay
+    if args.mode == "replay-sink":
+        gc_tuning.tune_for_service()  # as pipeline.worker.run does
+        run_service(settings, progress, args.datadir)
+        return
     builders = {
         "count": count_app, "count-direct": count_app, "naive": naive_app, "naive-gc": naive_app, "replay": replay_app,
-        "replay-default-gc": replay_app, "replay-sink": replay_app,
+        "replay-default-gc": replay_app,
     }
     app = builders[args.mode](settings, progress, args.datadir)
     progress.consumer = lambda: app.consumer
-    if args.mode in ("naive-gc", "replay", "replay-sink"):
+    if args.mode in ("naive-gc", "replay"):
         gc_tuning.tune_for_service()  # as pipeline.worker.run does
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 

@@ -595,16 +595,19 @@ def main() -> None:
 def paused_worker(system: h.System, *, paused: bool) -> Iterator[None]:
     """SIGSTOP the live worker while the references run, when it has not caught up: otherwise it keeps
     working through its backlog on the same cores and the references measure a shared machine."""
-    pid = system.processes().get("worker") if paused else None
-    if pid is None:
+    running = system.processes()
+    pids = [running[name] for name in ("worker", "linker") if name in running] if paused else []
+    if not pids:
         yield
         return
-    h.say(f"the live worker has not caught up; pausing it (pid {pid}) while the references run")
-    os.kill(pid, signal.SIGSTOP)
+    h.say(f"the live worker has not caught up; pausing it (pids {', '.join(map(str, pids))}) while the references run")
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)  # before `up` stops it: a stopped process cannot handle SIGTERM
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)  # before `up` stops it: a stopped process cannot handle SIGTERM
 
 
 async def _events_end(system: h.System) -> int:

@@ -289,6 +289,22 @@ def _as_secrets(values: dict[str, str], settings: Settings) -> dict[str, SecretS
     }
 
 
+def as_environment(settings: Settings) -> dict[str, str]:
+    """Every setting with a value as its LINKED_ARTIFACTS_* variable (secrets revealed): what a child process
+    needs to run on exactly these settings, whatever code or file produced them."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, Path):
+            value = value.resolve()
+        env[ENV_PREFIX + name.upper()] = str(value)
+    return env
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from every source, with the secrets `up` generated filled in where nothing else set them."""
     settings = Settings(**overrides)

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from linked_artifacts.avro import DecodeError
+from linked_artifacts.avro import AvroCodec, DecodeError
 from linked_artifacts.events import ArtifactEvent
 from pipeline.derive import derived_from, outgoing
 from pipeline.merge import event_delta, join_all
-from pipeline.shared_decode import Decoder
 from pipeline.state import Derived, LinkedArtifactState, MergeError, changed, empty_state, trusted
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ StateLookup = Callable[[str], LinkedArtifactState | None]
 
 
 class Processor:
-    def __init__(self, *, events_topic: str, derived_topic: str, codec: Decoder[ArtifactEvent]) -> None:
+    def __init__(self, *, events_topic: str, derived_topic: str, codec: AvroCodec[ArtifactEvent]) -> None:
         self.events_topic = events_topic
         self.derived_topic = derived_topic
         self.codec = codec

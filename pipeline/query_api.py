@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_METRICS_TYPE = "text/plain; version=0.0.4"
+# A scrape or a state lookup waits this long for the linker process: it answers between batches.
+_LINKER_TIMEOUT_SECONDS = 10.0
 
 
 class SqlRequest(BaseModel):
@@ -66,7 +70,15 @@ class QueryContext:
     warehouse: Warehouse | None
     linker: Linker | None
     sink: ClickHouseSink | None
+    # The linker's own endpoint when it runs in a process of its own (pipeline.linker_process).
+    linker_url: str | None = None
     local: threading.local = field(default_factory=threading.local)
+    _client: httpx.AsyncClient | None = None
+
+    def linker_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(base_url=self.linker_url or "", timeout=_LINKER_TIMEOUT_SECONDS)
+        return self._client
 
     def session(self) -> Warehouse:
         if self.warehouse is None:
@@ -93,10 +105,13 @@ def create_query_api(
     *,
     warehouse: Warehouse | None,
     linker: Linker | None = None,
+    linker_url: str | None = None,
     sink: ClickHouseSink | None = None,
 ) -> FastAPI:
+    """The query API. The linker's state and metrics come from ``linker`` in this process, or from the linker
+    process at ``linker_url``."""
     api = FastAPI(title="Linked Artifacts query API", version="1")
-    ctx = QueryContext(settings, warehouse, linker, sink)
+    ctx = QueryContext(settings, warehouse, linker, sink, linker_url)
 
     @api.exception_handler(LinkedArtifactsError)
     async def on_error(request: Request, exc: LinkedArtifactsError) -> JSONResponse:
@@ -140,7 +155,46 @@ def _health_routes(api: FastAPI, ctx: QueryContext) -> None:
 
     @api.get("/metrics")
     async def metrics() -> Response:
-        return PlainTextResponse(_metrics_text(ctx), media_type="text/plain; version=0.0.4")
+        text = _metrics_text(ctx)
+        if ctx.linker_url is not None:
+            text += await _linker_metrics(ctx)
+        return PlainTextResponse(text, media_type=_METRICS_TYPE)
+
+
+async def _linker_metrics(ctx: QueryContext) -> str:
+    """The linker process's metrics, after this process's own: their names are the linker's alone
+    (``la_worker_*``, its batches' ``la_gc_*`` and its ``la_linker_process_*``), so the two texts join."""
+    registry = CollectorRegistry()
+    up = Gauge("la_worker_linker_up", "1 if the linker process answered this scrape", registry=registry)
+    try:
+        response = await ctx.linker_client().get("/metrics")
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("the linker process did not answer /metrics (%s); see its lines in this worker's log", exc)
+        up.set(0)
+        return generate_latest(registry).decode()
+    up.set(1)
+    return generate_latest(registry).decode() + response.text
+
+
+def create_linker_api(settings: Settings, linker: Linker) -> FastAPI:
+    """What the linker process serves the worker that started it: its health, a key's state and its metrics."""
+    api = FastAPI(title="Linked Artifacts linker", version="1")
+    ctx = QueryContext(settings, None, linker, None)
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        registry = CollectorRegistry()
+        ProcessCollector(namespace="la_linker", registry=registry)
+        _linker_gauges(registry, linker)
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=_METRICS_TYPE)
+
+    _state_route(api, ctx)
+    return api
 
 
 def _metrics_text(ctx: QueryContext) -> str:
@@ -150,96 +204,121 @@ def _metrics_text(ctx: QueryContext) -> str:
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     gc_tuning.register_threshold_gauge(registry)
-    linker, sink = ctx.linker, ctx.sink
-    if linker is not None:
-        linker.collections.register(registry)
-        Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
-        Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
-        Gauge("la_worker_state_cache_states", "Decoded states the linker keeps between batches",
-              registry=registry).set(len(linker.cache))
-        Gauge("la_worker_state_cache_evicted", "Decoded states dropped beyond worker_state_cache_states (decoded "
-              "again from the table when needed)", registry=registry).set(linker.cache.evicted)
-        Gauge(
-            "la_worker_derived_applied_locally",
-            "Derived messages applied by this worker to keys it owns, without a trip through the derived topic",
-            registry=registry,
-        ).set(linker.applied_locally)
-        Gauge(
-            "la_worker_derived_sent",
-            "Derived messages sent through the derived topic to keys other workers own",
-            registry=registry,
-        ).set(linker.derived_sent)
-        Gauge(
-            "la_worker_acks_held_back",
-            "Acknowledgements of records the agent did not handle (dropped in a rebalance or stop), kept from "
-            "the committed offsets so the records are fetched again",
-            registry=registry,
-        ).set(linker.offsets.held_back)
-        Gauge(
-            "la_worker_partitions_rewound",
-            "Partitions without a committed offset rewound to their start after a rebalance",
-            registry=registry,
-        ).set(linker.offsets.rewound)
-        Gauge(
-            "la_worker_offset_gaps_ignored",
-            "Offset jumps in the agent's topics that Faust would have counted as acknowledged",
-            registry=registry,
-        ).set(linker.offsets.gaps_ignored)
-        Gauge(
-            "la_worker_partition_refetches",
-            "Seeks back to a partition's first unhandled record after the stream dropped it (around a rebalance)",
-            registry=registry,
-        ).set(linker.offsets.refetched)
-        handovers = Gauge(
-            "la_worker_record_handovers",
-            "Fetched records handed to the stream: directly, or waiting (a full stream buffer: back-pressure)",
-            ["path"],
-            registry=registry,
-        )
-        consumer = linker.app.consumer
-        handovers.labels(path="direct").set(getattr(consumer, "handed_over", 0))
-        handovers.labels(path="waited").set(getattr(consumer, "waited", 0))
-        lag = Gauge(
-            "la_worker_partition_commit_lag",
-            "Records past the committed offset, per partition of the events and derived topics this worker owns",
-            ["topic", "partition"],
-            registry=registry,
-        )
-        for tp, records in sorted(linker.offsets.commit_lag(linker.app.consumer).items()):
-            lag.labels(topic=tp.topic, partition=str(tp.partition)).set(records)
-        owned = Gauge(
-            "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
-        )
-        for topic, partition in sorted(linker.assigned):
-            if topic == linker.events_topic:
-                owned.labels(partition=str(partition)).set(1)
-    if sink is not None:
-        for name, value in vars(sink.stats).items():
-            Gauge(f"la_sink_{name}", f"ClickHouse sink {name}", registry=registry).set(value)
-        Gauge("la_sink_gathered_rows", "Records the sink gathered for its next insert", registry=registry).set(
-            sink.gathered_rows
-        )
-        if isinstance(sink.writer, WarehouseWriter):
-            refreshes = Gauge("la_sink_snapshot_refreshes", "Snapshots the sink wrote after its inserts",
-                              ["snapshot"], registry=registry)
-            seconds = Gauge("la_sink_snapshot_refresh_seconds", "What the latest refresh of a snapshot took",
-                            ["snapshot"], registry=registry)
-            for name, count in sink.writer.refreshes.items():
-                refreshes.labels(snapshot=name).set(count)
-                seconds.labels(snapshot=name).set(sink.writer.refresh_seconds[name])
+    if ctx.linker is not None:
+        _linker_gauges(registry, ctx.linker)
+    _sink_gauges(registry, ctx.sink)
     return generate_latest(registry).decode()
 
 
-def _artifact_routes(api: FastAPI, ctx: QueryContext) -> None:
-    auth = [Depends(ctx.require_token)]
+def _linker_gauges(registry: CollectorRegistry, linker: Linker) -> None:
+    linker.collections.register(registry)
+    Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
+    Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
+    Gauge("la_worker_state_cache_states", "Decoded states the linker keeps between batches",
+          registry=registry).set(len(linker.cache))
+    Gauge("la_worker_state_cache_evicted", "Decoded states dropped beyond worker_state_cache_states (decoded "
+          "again from the table when needed)", registry=registry).set(linker.cache.evicted)
+    Gauge(
+        "la_worker_derived_applied_locally",
+        "Derived messages applied by this worker to keys it owns, without a trip through the derived topic",
+        registry=registry,
+    ).set(linker.applied_locally)
+    Gauge(
+        "la_worker_derived_sent",
+        "Derived messages sent through the derived topic to keys other workers own",
+        registry=registry,
+    ).set(linker.derived_sent)
+    Gauge(
+        "la_worker_acks_held_back",
+        "Acknowledgements of records the agent did not handle (dropped in a rebalance or stop), kept from "
+        "the committed offsets so the records are fetched again",
+        registry=registry,
+    ).set(linker.offsets.held_back)
+    Gauge(
+        "la_worker_partitions_rewound",
+        "Partitions without a committed offset rewound to their start after a rebalance",
+        registry=registry,
+    ).set(linker.offsets.rewound)
+    Gauge(
+        "la_worker_offset_gaps_ignored",
+        "Offset jumps in the agent's topics that Faust would have counted as acknowledged",
+        registry=registry,
+    ).set(linker.offsets.gaps_ignored)
+    Gauge(
+        "la_worker_partition_refetches",
+        "Seeks back to a partition's first unhandled record after the stream dropped it (around a rebalance)",
+        registry=registry,
+    ).set(linker.offsets.refetched)
+    handovers = Gauge(
+        "la_worker_record_handovers",
+        "Fetched records handed to the stream: directly, or waiting (a full stream buffer: back-pressure)",
+        ["path"],
+        registry=registry,
+    )
+    consumer = linker.app.consumer
+    handovers.labels(path="direct").set(getattr(consumer, "handed_over", 0))
+    handovers.labels(path="waited").set(getattr(consumer, "waited", 0))
+    lag = Gauge(
+        "la_worker_partition_commit_lag",
+        "Records past the committed offset, per partition of the events and derived topics this worker owns",
+        ["topic", "partition"],
+        registry=registry,
+    )
+    for tp, records in sorted(linker.offsets.commit_lag(linker.app.consumer).items()):
+        lag.labels(topic=tp.topic, partition=str(tp.partition)).set(records)
+    owned = Gauge(
+        "la_worker_partition_assigned", "Events-topic partitions this worker owns", ["partition"], registry=registry
+    )
+    for topic, partition in sorted(linker.assigned):
+        if topic == linker.events_topic:
+            owned.labels(partition=str(partition)).set(1)
 
-    @api.get("/v1/state/{key:path}", dependencies=auth)
-    async def stream_state(key: str) -> dict[str, Any]:
+
+def _sink_gauges(registry: CollectorRegistry, sink: ClickHouseSink | None) -> None:
+    if sink is None:
+        return
+    for name, value in vars(sink.stats).items():
+        Gauge(f"la_sink_{name}", f"ClickHouse sink {name}", registry=registry).set(value)
+    Gauge("la_sink_gathered_rows", "Records the sink gathered for its next insert", registry=registry).set(
+        sink.gathered_rows
+    )
+    if isinstance(sink.writer, WarehouseWriter):
+        refreshes = Gauge("la_sink_snapshot_refreshes", "Snapshots the sink wrote after its inserts",
+                          ["snapshot"], registry=registry)
+        seconds = Gauge("la_sink_snapshot_refresh_seconds", "What the latest refresh of a snapshot took",
+                        ["snapshot"], registry=registry)
+        for name, count in sink.writer.refreshes.items():
+            refreshes.labels(snapshot=name).set(count)
+            seconds.labels(snapshot=name).set(sink.writer.refresh_seconds[name])
+
+
+def _state_route(api: FastAPI, ctx: QueryContext) -> None:
+    @api.get("/v1/state/{key:path}", dependencies=[Depends(ctx.require_token)])
+    async def stream_state(key: str, request: Request) -> Any:
         """The stream processor's current linked state of a key (from its table), if this worker owns it."""
+        if ctx.linker is None and ctx.linker_url is not None:
+            return await _forward_state(ctx, key, request)
         state = ctx.linker.lookup(key) if ctx.linker is not None else None
         if state is None:
             raise HTTPException(404, f"no state for {key} on this worker")
         return state_view(state)
+
+
+async def _forward_state(ctx: QueryContext, key: str, request: Request) -> Response:
+    try:
+        response = await ctx.linker_client().get(
+            f"/v1/state/{key}", headers={"authorization": request.headers.get("authorization", "")}
+        )
+    except httpx.HTTPError as exc:
+        raise HTTPException(
+            503, f"the linker process did not answer ({exc}); see its lines in this worker's log"
+        ) from exc
+    return Response(response.content, status_code=response.status_code, media_type="application/json")
+
+
+def _artifact_routes(api: FastAPI, ctx: QueryContext) -> None:
+    auth = [Depends(ctx.require_token)]
+    _state_route(api, ctx)
 
     @api.get("/v1/artifacts/{digest}", dependencies=auth)
     async def artifact(digest: str, history_limit: int = 50) -> Any:

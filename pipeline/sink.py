@@ -29,10 +29,9 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from linked_artifacts.avro import DecodeError
+from linked_artifacts.avro import AvroCodec, DecodeError
 from linked_artifacts.events import ArtifactEvent
 from linked_artifacts.settings import Settings
-from pipeline.shared_decode import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class ClickHouseSink:
         settings: Settings,
         *,
         topic: str,
-        codec: Decoder[ArtifactEvent],
+        codec: AvroCodec[ArtifactEvent],
         writer: HistoryWriter,
         group_id: str | None = None,
     ) -> None:

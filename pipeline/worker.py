@@ -1,5 +1,5 @@
-"""`linked-artifacts worker`: the Faust app that joins everything by digest, plus the ClickHouse sink and the
-query API, in the one process that owns the embedded ClickHouse.
+"""The Faust app that joins everything by digest: the linker. `linked-artifacts worker` runs it in a process of
+its own next to the process that owns ClickHouse (pipeline.service), or alone with ``--no-sink``.
 
 Faust is a dependency behind this thin layer: it gives partition assignment, the changelog-backed state
 table and its recovery. The merge is ``pipeline.merge`` (pure); batching and coalescing are
@@ -19,13 +19,15 @@ the partition over then recovered the older state (tests/fault/test_rebalance.py
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import faust
 
@@ -39,7 +41,6 @@ from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
 from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
-from pipeline.shared_decode import SharedDecodes
 from pipeline.state import LinkedArtifactState, key_role
 from pipeline.state_cache import StateCache
 
@@ -244,7 +245,16 @@ class Linker:
         return outcome
 
 
-def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = True) -> tuple[faust.App, Linker]:
+def create_app(
+    settings: Settings,
+    *,
+    api: Literal["query", "linker"] | None = "query",
+    api_port: int | None = None,
+) -> tuple[faust.App, Linker]:
+    """The Faust app and its linker. ``api`` serves the query API on ``query_port`` (a worker started with
+    ``--no-sink``: no ClickHouse), or the linker's own endpoint for the worker service that started this
+    process (pipeline.linker_process) on 127.0.0.1:``api_port``."""
+    host, port = (settings.http_host, settings.query_port) if api != "linker" else ("127.0.0.1", api_port)
     data_dir = settings.data_dir / "faust"
     data_dir.mkdir(parents=True, exist_ok=True)
     # faust_consumer.App: Faust with a cheaper hand-over of fetched records to the stream (see there).
@@ -264,9 +274,9 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
         # Faust's prefetch per stream bounds a batch: it must hold more than one batch, or a backlog is
         # folded in batches of its default 4,096 records however large worker_batch_events is.
         stream_buffer_maxsize=max(4_096, 2 * settings.worker_batch_events),
-        web_enabled=with_api,
-        web_host=settings.http_host,
-        web_port=settings.query_port,
+        web_enabled=api is not None,
+        web_host=host,
+        web_port=port,
         web_in_thread=False,
         Stream=batching.Stream,
     )
@@ -320,41 +330,34 @@ def create_app(settings: Settings, *, with_sink: bool = True, with_api: bool = T
         linker.assigned = {(tp.topic, tp.partition) for tp in (args[0] if args else ())}
         log.info("assigned partitions: %s", sorted(p for t, p in linker.assigned if t == linker.events_topic))
 
-    if with_sink:
-        from history.client import Warehouse
-        from pipeline.history_writer import WarehouseWriter
-        from pipeline.sink import ClickHouseSink
-
-        warehouse = Warehouse.open(settings)
-        # The linker and the sink read the same records: each is decoded once for both.
-        shared = SharedDecodes(linker.processor.codec, limit=settings.worker_batch_events)
-        linker.processor.codec = shared
-        sink = ClickHouseSink(settings, topic=linker.events_topic, codec=shared, writer=WarehouseWriter(warehouse))
-
-        @app.task
-        async def run_sink() -> None:
-            await sink.run()
-
-        app.linked_sink = sink  # type: ignore[attr-defined]
-        app.linked_warehouse = warehouse  # type: ignore[attr-defined]
-    if with_api:
+    if api is not None:
         from faust.contrib.asgi import serve_asgi
 
-        from pipeline.query_api import create_query_api
+        from pipeline.query_api import create_linker_api, create_query_api
 
-        api = create_query_api(
-            settings,
-            warehouse=getattr(app, "linked_warehouse", None),
-            linker=linker,
-            sink=getattr(app, "linked_sink", None),
+        asgi = (
+            create_linker_api(settings, linker)
+            if api == "linker"
+            else create_query_api(settings, warehouse=None, linker=linker)
         )
-        serve_asgi(app, api, host=settings.http_host, port=settings.query_port, log_level="warning")
+        serve_asgi(app, asgi, host=host, port=port, log_level="warning")
     return app, linker
 
 
 def run(settings: Settings, *, with_sink: bool = True, with_api: bool = True) -> None:
+    """`linked-artifacts worker`: with the sink, the worker service (pipeline.service) that runs the linker
+    in a child process; without it (a second worker on embedded chDB), the linker itself, in this process."""
     bootstrap.bootstrap(settings)
-    app, _ = create_app(settings, with_sink=with_sink, with_api=with_api)
+    if with_sink:
+        from pipeline.service import serve
+
+        gc_tuning.tune_for_service()
+        sys.exit(asyncio.run(serve(settings, with_api=with_api)))
+    run_faust(settings, api="query" if with_api else None)
+
+
+def run_faust(settings: Settings, *, api: Literal["query", "linker"] | None, api_port: int | None = None) -> None:
+    app, _ = create_app(settings, api=api, api_port=api_port)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     gc_tuning.tune_for_service()
     worker.execute_from_commandline()

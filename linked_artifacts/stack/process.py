@@ -6,19 +6,23 @@ import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # If the supervisor is killed (even with SIGKILL), the kernel sends SIGTERM to its children, so no
-    # orphaned JVM keeps the ports and the data directory locked.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send ``signum`` to the child when its parent dies, even by
+    SIGKILL: no orphan keeps ports, a data directory or a consumer group's partitions."""
+
+    def arrange() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+        except OSError:
+            pass
+
+    return arrange
 
 
 class ManagedProcess:
@@ -49,7 +53,7 @@ class ManagedProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
         )
         log.close()
 

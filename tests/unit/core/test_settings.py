@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from linked_artifacts.cli import settings_markdown
-from linked_artifacts.settings import GENERATED_SECRETS, Settings, ensure_secrets, load_settings
+from linked_artifacts.settings import GENERATED_SECRETS, Settings, as_environment, ensure_secrets, load_settings
 
 
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +57,22 @@ def test_readme_documents_every_setting() -> None:
             f"README lacks {name}; paste `settings --markdown`"
         )
     assert settings_markdown().splitlines()[2] in readme
+
+
+def test_a_child_process_gets_exactly_its_parents_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker service hands its linker process: set in code, read back from the environment alone."""
+    monkeypatch.chdir(tmp_path)  # no linked-artifacts.toml here
+    parent = Settings(data_dir=tmp_path / "data").model_copy(
+        update={"worker_id": "w-7", "query_port": 18_123, "sink_flush_seconds": 0.25, "log_format": "json",
+                "query_token": SecretStr("s3cret"), "clickhouse_url": None}
+    )
+    env = as_environment(parent)
+    assert "LINKED_ARTIFACTS_CLICKHOUSE_URL" not in env  # unset stays unset
+    for name in list(os.environ):
+        if name.startswith("LINKED_ARTIFACTS_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert child.model_dump() == parent.model_dump()
+    assert child.secret("query_token") == "s3cret"
