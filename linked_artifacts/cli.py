@@ -86,7 +86,8 @@ def up() -> None:
 def worker(no_sink: bool, no_api: bool) -> None:
     """Run the stream processors: join every event by digest into linked-artifact state, publish it on the
     enriched topic, and sink the history into ClickHouse. Also serves the query API unless --no-api.
-    Run more workers (with --no-sink on embedded chDB) to share the partitions."""
+    The Faust linker runs in a child process; this one owns ClickHouse. Run more workers (with --no-sink on
+    embedded chDB: the linker alone) to share the partitions."""
     from linked_artifacts import log
     from pipeline.worker import run
 
