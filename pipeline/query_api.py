@@ -150,6 +150,12 @@ def _health_routes(api: FastAPI, ctx: QueryContext) -> None:
                 checks["clickhouse"] = "ok"
             except Exception as exc:  # noqa: BLE001 - report, don't raise
                 checks["clickhouse"] = f"unavailable: {exc}"
+        if ctx.linker_url is not None:
+            try:
+                (await ctx.linker_client().get("/healthz")).raise_for_status()
+                checks["linker"] = "ok"
+            except httpx.HTTPError as exc:
+                checks["linker"] = f"unavailable: {exc}"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 

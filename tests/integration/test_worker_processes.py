@@ -58,6 +58,7 @@ def test_the_worker_serves_its_linkers_state_and_metrics_on_its_own_port(service
         for name in ("la_sink_rows", "la_worker_records_processed", "la_linker_process_cpu_seconds_total",
                      "la_gc_batches_frozen_total", "process_cpu_seconds_total"):
             assert f"\n{name}" in text, name
+        assert query.get("/readyz").json() == {"ready": True, "checks": {"clickhouse": "ok", "linker": "ok"}}
         # The child checks the token too; the worker passes the caller's on.
         assert query.get("/v1/state/sha256:" + "0" * 64).status_code == 401
         missing = query.get("/v1/state/sha256:" + "0" * 64, headers={"Authorization": f"Bearer {token}"})
