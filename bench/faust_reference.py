@@ -130,8 +130,8 @@ class Progress:
 
     def linker_report(self, report: dict[str, Any]) -> None:
         """replay-sink: the latest result of its linker process (a ``replay``), folded into this one."""
-        if report["events"] == 0 and report["batches"] == 0:
-            return
+        if report["app_id"] != self.app_id or (report["events"] == 0 and report["batches"] == 0):
+            return  # another round's file, or nothing consumed yet
         first = report["first_record"]
         if self.first is None or first < self.first:
             self.first = first
@@ -317,6 +317,7 @@ def run_service(settings: Settings, progress: Progress, datadir: Path) -> None:
     own = settings.model_copy(update={"worker_id": progress.app_id, "data_dir": datadir,
                                       "clickhouse_database": progress.app_id.replace("-", "_")})
     linked = progress.result.with_suffix(".linker.json")
+    linked.unlink(missing_ok=True)  # the file of an earlier round with the same result path
     linker = LinkerProcess(own, argv=[
         sys.executable, "-m", "bench.faust_reference", "--mode", "replay", "--app-id", progress.app_id,
         "--expect", str(progress.expect), "--datadir", str(datadir / "linker"), "--result", str(linked), "--stay",

@@ -30,8 +30,9 @@ from linked_artifacts.stack.process import die_with_parent
 
 log = logging.getLogger(__name__)
 
-# How long a stopping linker may take to finish its batch and commit before it is killed.
-STOP_SECONDS = 30.0
+# How long a stopping linker may take to finish its batch and commit before it is killed: inside the 30 s
+# that `up` (linked_artifacts.stack.process) gives the worker before it kills the whole process group.
+STOP_SECONDS = 20.0
 
 
 def _free_port() -> int:
