@@ -205,6 +205,13 @@ class Settings(BaseSettings):
         "built out of the collector's sweeps (linked_artifacts.gc_tuning); a full collection frees the cyclic "
         "garbage kept with it, and pauses the worker (~1 s at a million objects).",
     )
+    worker_sink_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="Niceness added to the worker's ClickHouse sink and query API (the process that owns "
+        "ClickHouse), not to its linker process: on a machine short of cores the linked state keeps up first.",
+    )
     sink_batch_rows: int = Field(
         default=5_000,
         description="Rows per ClickHouse insert. Thousands per insert keep parts few (ClickHouse wants ~1 insert/s).",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -69,11 +70,19 @@ async def serve(
 ) -> int:
     """Run until stopped; the exit code (0 on SIGTERM/SIGINT, 1 when a part failed). ``linker`` replaces the
     real linker child (the bench runs its replay there); ``on_sink`` sees the sink before it starts."""
-    sink, warehouse = await asyncio.to_thread(build_sink, settings)
-    if on_sink is not None:
-        on_sink(sink)
     linker = linker or LinkerProcess(settings)
     linker.start()
+    if settings.worker_sink_nice:
+        # Before this process starts any thread (ClickHouse's, the executor's): Linux keeps a niceness per
+        # thread, and new threads take their creator's.
+        os.nice(settings.worker_sink_nice)
+    try:
+        sink, warehouse = await asyncio.to_thread(build_sink, settings)
+    except BaseException:
+        await linker.stop()
+        raise
+    if on_sink is not None:
+        on_sink(sink)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
