@@ -206,11 +206,12 @@ class Settings(BaseSettings):
         "garbage kept with it, and pauses the worker (~1 s at a million objects).",
     )
     worker_sink_nice: int = Field(
-        default=0,
+        default=10,
         ge=0,
         le=19,
         description="Niceness added to the worker's ClickHouse sink and query API (the process that owns "
-        "ClickHouse), not to its linker process: on a machine short of cores the linked state keeps up first.",
+        "ClickHouse), not to its linker process: on a machine short of cores the linked state keeps up first, "
+        "and ClickHouse catches up when the load drops. 0 gives both the same share.",
     )
     sink_batch_rows: int = Field(
         default=5_000,

@@ -36,6 +36,10 @@ def _linker_of(worker_pid: int) -> int:
     raise AssertionError(f"worker {worker_pid} started no linker process")
 
 
+def _niceness(pid: int, task: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _gone(pid: int, *, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -65,6 +69,13 @@ def test_the_worker_serves_its_linkers_state_and_metrics_on_its_own_port(service
         assert missing.status_code == 404
         assert "no state for sha256:" in missing.json()["detail"]
     assert Path(f"/proc/{linker}").exists()
+    # The process that owns ClickHouse yields to the linker (worker_sink_nice), every thread of it: but for
+    # ClickHouse's memory worker, which sets its own priority when it may (as root).
+    worker = services.worker.pid
+    tasks = [int(t.name) for t in Path(f"/proc/{worker}/task").iterdir()
+             if "(MemoryWorker)" not in Path(f"/proc/{worker}/task/{t.name}/stat").read_text()]
+    assert len(tasks) > 1 and {_niceness(worker, t) for t in tasks} == {settings.worker_sink_nice} == {10}
+    assert _niceness(linker, linker) == 0
 
 
 def test_a_worker_killed_with_sigkill_takes_its_linker_along(stack: Stack, tmp_path: Any) -> None:
