@@ -107,6 +107,7 @@ class Progress:
         self.linker_cpu = 0.0
         self.linker_rss_mib = 0.0
         self.linker_handovers: dict[str, int] | None = None
+        self.linker_first: float | None = None
         self.stay = False
         # The app's consumer, once built: its hand-over counts say how often fetching met a full buffer.
         self.consumer: Callable[[], Any] | None = None
@@ -132,7 +133,7 @@ class Progress:
         """replay-sink: the latest result of its linker process (a ``replay``), folded into this one."""
         if report["app_id"] != self.app_id or (report["events"] == 0 and report["batches"] == 0):
             return  # another round's file, or nothing consumed yet
-        first = report["first_record"]
+        first = self.linker_first = report["first_record"]
         if self.first is None or first < self.first:
             self.first = first
         self.events, self.derived_in, self.derived_out = report["events"], report["derived_in"], report["derived_out"]
@@ -178,6 +179,9 @@ class Progress:
             "stored": self.sunk,
             "linker_seconds": self.linker_done - first if self.linker_done is not None else None,
             "sink_seconds": self.sink_done - first if self.sink_done is not None else None,
+            # replay-sink: how long after the first record of the two (the sink's, usually) the linker got its
+            # first; the clock starts at the earlier, so this much of the linker's start-up is in (e).
+            "linker_first_after_s": self.linker_first - first if self.linker_first is not None else None,
             "process_started": self.started,
             "first_record": first,
             "done": done,

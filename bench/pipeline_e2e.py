@@ -256,8 +256,10 @@ def run_reference(system: h.System, mode: str, *, run: str, expect: int, timeout
           f"peak RSS {found.get('max_rss_mib', 0):,.0f} MiB)"
           + partial)
     if found.get("stored") is not None:
+        later = found.get("linker_first_after_s")
         h.say(f"  state, changelog and enriched topic done after {found['linker_seconds'] or 0:.1f}s; ClickHouse held "
-              f"{found['stored']:,} events after {found['sink_seconds'] or 0:.1f}s")
+              f"{found['stored']:,} events after {found['sink_seconds'] or 0:.1f}s"
+              + (f"; the linker's first record came {later:.1f}s after the sink's" if later is not None else ""))
     if handovers := found.get("handovers"):
         # Waited hand-overs met a full stream buffer (or a paused flow): fetching ran ahead of the agent.
         h.say(f"  {found['batches']:,} batches; fetched records handed over directly {handovers['direct']:,}, "
