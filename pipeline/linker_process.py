@@ -20,12 +20,12 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 
 from linked_artifacts.settings import ENV_PREFIX, Settings, as_environment, load_settings
+from linked_artifacts.stack.ports import any_free_port
 from linked_artifacts.stack.process import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -35,18 +35,11 @@ log = logging.getLogger(__name__)
 STOP_SECONDS = 20.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class LinkerProcess:
     """The linker child of a worker: started with its settings, watched, stopped gently then firmly."""
 
     def __init__(self, settings: Settings, *, argv: Sequence[str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = any_free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.argv = list(argv) if argv is not None else [
             sys.executable, "-m", "pipeline.linker_process", "--port", str(self.port)

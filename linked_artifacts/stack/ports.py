@@ -18,6 +18,14 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def any_free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a child to bind a moment later (another process could take it first)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def require_free(host: str, port: int, *, what: str, setting: str) -> None:
     if not port_is_free(host, port):
         raise StackError(
