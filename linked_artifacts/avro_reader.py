@@ -119,7 +119,10 @@ def compile_reader(schema: Any) -> Reader:
     read_top: _ReadAt = compiler.load(schema, top, "reader", helpers)
 
     def read(data: bytes, start: int = 0) -> Any:
-        value, end = read_top(data, start)
+        try:
+            value, end = read_top(data, start)
+        except struct.error as exc:  # a double or float cut short: struct's error is not a ValueError
+            raise TruncatedData(f"the data ends inside a value: {exc}") from exc
         if end > len(data):
             raise TruncatedData(f"the value needs {end} bytes, the data has {len(data)}")
         return value

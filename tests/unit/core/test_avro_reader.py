@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from linked_artifacts import avro_schema
 from linked_artifacts.avro import _compiled_reader
 from linked_artifacts.avro_codegen import UnsupportedSchema
-from linked_artifacts.avro_reader import compile_reader
+from linked_artifacts.avro_reader import TruncatedData, compile_reader
 from linked_artifacts.events import ArtifactEvent
 from tests.unit.core.test_avro_writer import DEAD, EDGES, EVENT, STATE, _edges
 from tests.unit.pipeline.factory import run_system
@@ -103,6 +103,15 @@ def test_truncated_data_raises_instead_of_giving_a_value(events: list[ArtifactEv
         _fastavro(EVENT, truncated)
     with pytest.raises((ValueError, IndexError)):
         READ_EVENT(truncated)
+
+
+@pytest.mark.parametrize("kind", ["double", "float"])
+def test_a_number_cut_short_is_truncated_data(kind: str) -> None:
+    # struct's own error is not a ValueError: a decoder catching ValueError would have let it through.
+    schema = {"type": "record", "name": "Score", "fields": [{"name": "cvss", "type": kind}]}
+    data = _write(schema, {"cvss": 7.5})
+    with pytest.raises(TruncatedData, match="ends inside a value"):
+        compile_reader(schema)(data[:-1])
 
 
 def test_a_corrupt_union_branch_raises() -> None:
