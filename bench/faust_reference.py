@@ -63,7 +63,7 @@ from linked_artifacts import bootstrap, gc_tuning, log, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent
 from linked_artifacts.settings import Settings, load_settings
-from pipeline import faust_consumer
+from pipeline import faust_consumer, worker
 from pipeline.merge import merge
 from pipeline.processor import BatchResult, Record
 from pipeline.state import LinkedArtifactState, empty_state
@@ -215,7 +215,7 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, app_class: type[f
         topic_disable_leader=True,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
+        **worker.PRODUCER,
         broker_commit_interval=1.0,
         web_enabled=False,
     )
@@ -289,10 +289,8 @@ def replay_app(settings: Settings, progress: Progress, datadir: Path) -> faust.A
     # the events topic, the merge, the batching and the table writes stay exactly the worker's.
     topics.derived_topic = lambda _settings: derived  # type: ignore[assignment]
     topics.enriched_topic = lambda _settings: enriched  # type: ignore[assignment]
-    from pipeline.worker import create_app
-
     own = {"worker_id": progress.app_id, "data_dir": datadir}
-    app, linker = create_app(settings.model_copy(update=own), api=None)
+    app, linker = worker.create_app(settings.model_copy(update=own), api=None)
     handle = linker.handle
     events_topic = topics.events_topic(settings)
 

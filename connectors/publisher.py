@@ -35,6 +35,7 @@ from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.partitioning import remembering_partitioner
 from linked_artifacts.settings import Settings
+from linked_artifacts.topics import RECORD_MAX_BYTES
 from linked_artifacts.topics import attestations_topic, dead_letter_topic, events_topic
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ HEALTH_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 10.0
 # Retry-After on 503: long enough for a broker restart to finish, short enough to catch up soon.
 RETRY_AFTER_S = 10
-# Topics accept 8 MiB records (topics.py): a 5 MiB body plus framing fits in one record.
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
+# As large as the topics take (a 5 MiB body plus framing fits in one record).
+MAX_REQUEST_BYTES = RECORD_MAX_BYTES
 # A few ms lets concurrent requests share a produce request without a latency anyone notices.
 LINGER_MS = 5
 REGISTRY_TIMEOUT_S = 3.0

@@ -37,10 +37,14 @@ def derived_topic(settings: Settings) -> str:
     return settings.topic("derived")
 
 
+# The largest record the topics take: a 5 MiB request body plus headers and Avro framing must fit in one, and
+# so must a linked state that outgrew a megabyte (thousands of alerts from several scanners).
+RECORD_MAX_BYTES = 8 * 1024 * 1024
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     partitions = settings.topic_partitions
-    # 8 MiB messages: a 5 MiB request body plus headers and Avro framing must fit in one record.
-    big = {"max.message.bytes": str(8 * 1024 * 1024)}
+    big = {"max.message.bytes": str(RECORD_MAX_BYTES)}
     return [
         # Canonical events are the source of truth for replays and rebuilds: keep them.
         TopicSpec(events_topic(settings), partitions, {"retention.ms": "-1", **big}, copartitioned=True),

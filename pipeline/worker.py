@@ -27,9 +27,11 @@ import sys
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 
 from linked_artifacts import bootstrap, gc_tuning, topics
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
@@ -55,8 +57,35 @@ log = logging.getLogger(__name__)
 # delays a quiet stream: 2,326 / 2,408 / 2,860 -> 3,408 / 3,543 / 3,523 events/s (session 10). 40,000 was
 # no better: fetching does not keep that many waiting, and a batch then holds ~17,000.
 BATCH_MAX = Settings.model_fields["worker_batch_events"].default
+# Faust's producer settings for the linker (and the bench's Faust references, so only the agent body differs).
+PRODUCER: dict[str, Any] = {
+    "producer_acks": -1,
+    # A state's record may be as large as the topics take; at Faust's 1,000,000 the client refused a larger
+    # one before it left the process, and the batch that grew the state could never be sent.
+    "producer_max_request_size": topics.RECORD_MAX_BYTES,
+    # aiokafka fills one batch per partition and waits for the sender to take it when it is full. At Faust's
+    # 16 KiB a batch held 3-5 states, so a batch's ~7,000 sends waited for the sender every few records:
+    # 1.3-2.4 s per 20,000 events against 0.4-1.1 s at 512 KiB (the same run, bench/README.md).
+    "producer_max_batch_size": 512 * 1024,
+}
 # Rounds of local derived messages per batch before the rest goes through the topic (pipeline.processor.exchange).
 LOCAL_ROUNDS_MAX = 50
+
+
+class SendFailed(Exception):
+    """A record the linker sent was not taken: says which, and for a record too large, what to change."""
+
+    def __init__(self, topic: str, key: bytes, size: int, cause: Exception) -> None:
+        reason = cause.__cause__ if isinstance(cause, ProducerSendError) and cause.__cause__ else cause
+        message = f"Kafka did not take the {size:,}-byte record of {key.decode(errors='replace')} on {topic}: {reason}"
+        if isinstance(reason, MessageSizeTooLargeError):
+            message += (
+                f". Records of up to {topics.RECORD_MAX_BYTES:,} bytes must fit: raise the topic's "
+                f"max.message.bytes (kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+                f"--add-config max.message.bytes={topics.RECORD_MAX_BYTES}), and the broker's "
+                "message.max.bytes if the topic has no limit of its own"
+            )
+        super().__init__(message)
 
 
 def _partition(key: str, partitions: int) -> int:
@@ -112,6 +141,8 @@ class Linker:
             partitions=settings.topic_partitions,
             key_type=bytes,
             value_type=bytes,
+            # A broker's own default is 1 MB; a state may be as large as the other topics' records.
+            extra_topic_configs={"max.message.bytes": str(topics.RECORD_MAX_BYTES)},
         )
         # Raw bytes in and out of the changelog (the value is the state's enriched Avro record or its JSON,
         # pipeline.changelog); set before the changelog topic is first built, so recovery reads raw bytes too.
@@ -127,7 +158,7 @@ class Linker:
         self.published = 0
         self.applied_locally = 0
         self.derived_sent = 0
-        self._pending: list[Awaitable[Any]] = []
+        self._pending: list[tuple[Awaitable[Any], str, bytes, int]] = []  # deliveries, and what each one sent
         # Who wrote a record, and in which batch: the header ``la-origin`` on everything the linker sends, so
         # a record on the changelog or the enriched topic can be traced to the worker and batch behind it.
         self.origin = f"{socket.gethostname()}:{os.getpid()}"
@@ -137,6 +168,25 @@ class Linker:
         self.offsets = HandledOffsets((self.events_topic, self.derived_topic_name))
         # A batch's survivors are frozen out of the collector's scans (linked_artifacts.gc_tuning).
         self.collections = gc_tuning.BatchCollections(interval=settings.worker_gc_full_seconds)
+
+    def fail(self, exc: Exception) -> NoReturn:
+        """A batch failed (a send Kafka refused, a bug): end the process with exit code 1, at once.
+
+        Faust would log the agent's crash and keep the process up, serving and healthy, with nothing linked
+        any more. Its graceful stop would wait for the failed batch's records to be acknowledged, which they
+        never are. An abrupt end is what at-least-once is built for (tests/fault kill workers mid-batch): the
+        batch's offsets are not committed, so the next start folds it again."""
+        log.critical(
+            "the linker stops: batch %d failed (%s: %s). Its offsets are not committed, so the next start "
+            "folds it again; the traceback follows",
+            self.batches,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
 
     def lookup(self, key: str) -> LinkedArtifactState | None:
         cached = self.cache.get(key)
@@ -200,10 +250,13 @@ class Linker:
         # Every send of the batch acknowledged before the next batch (Faust commits offsets later still):
         # a failed send raises here instead of being lost with an unobserved future.
         sent, self._pending = self._pending, []
-        for delivery in sent:
+        for delivery, topic, record_key, size in sent:
             # In send order, so this suspends about once per produce batch; ``asyncio.gather`` over thousands
             # of futures cost ~5% of a replay in callbacks (py-spy). ``await`` raises a failed send's error.
-            await delivery
+            try:
+                await delivery
+            except Exception as exc:
+                raise SendFailed(topic, record_key, size, exc) from exc
         for poison in batch.poison:
             letter = DeadLetter(
                 dead_letter_id=f"{poison.record.topic}:{poison.record.partition}:{poison.record.offset}",
@@ -224,9 +277,13 @@ class Linker:
         """Straight to the producer: Faust's ``Topic.send`` wraps each record in futures, callbacks and a
         codec lookup (~8% of the worker in a profile) that raw bytes do not need. ``handle`` awaits every
         send's delivery before it returns, so before the batch's offsets can be acknowledged."""
-        self._pending.append(
-            await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=self._headers)
-        )
+        try:
+            delivery = await self.app.producer.send(
+                topic, key, value, partition=partition, timestamp=None, headers=self._headers
+            )
+        except Exception as exc:  # refused by the client itself, before anything left the process
+            raise SendFailed(topic, key, len(value), exc) from exc
+        self._pending.append((delivery, topic, key, len(value)))
 
     def _exchange(self, batch: BatchResult) -> Outcome:
         def remember(key: str, state: LinkedArtifactState) -> None:
@@ -269,7 +326,7 @@ def create_app(
         topic_disable_leader=True,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
+        **PRODUCER,
         broker_commit_interval=1.0,
         # Faust's prefetch per stream bounds a batch: it must hold more than one batch, or a backlog is
         # folded in batches of its default 4,096 records however large worker_batch_events is.
@@ -298,8 +355,11 @@ def create_app(
                 for e in events
             ]
             started = time.perf_counter()
-            with linker.collections.batch():
-                result = await linker.handle(records)
+            try:
+                with linker.collections.batch():
+                    result = await linker.handle(records)
+            except Exception as exc:
+                linker.fail(exc)
             log.debug(
                 "batch %d: %d records (%d events, %d derived), %d states written, %.0f ms",
                 linker.batches,
