@@ -214,7 +214,7 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, app_class: type[f
         topic_disable_leader=True,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        **worker.PRODUCER,
+        **worker.CLIENTS,
         broker_commit_interval=1.0,
         web_enabled=False,
     )
