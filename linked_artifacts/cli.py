@@ -87,7 +87,10 @@ def worker(no_sink: bool, no_api: bool) -> None:
     """Run the stream processors: join every event by digest into linked-artifact state, publish it on the
     enriched topic, and sink the history into ClickHouse. Also serves the query API unless --no-api.
     The Faust linker runs in a child process; this one owns ClickHouse. Run more workers (with --no-sink on
-    embedded chDB: the linker alone) to share the partitions."""
+    embedded chDB: the linker alone) to share the partitions.
+
+    Exits with code 1 when a part fails, a batch the linker could not finish included (its log names the
+    record and the fix); the next start folds that batch again."""
     from linked_artifacts import log
     from pipeline.worker import run
 
