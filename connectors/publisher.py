@@ -35,8 +35,7 @@ from linked_artifacts.errors import LinkedArtifactsError
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.partitioning import remembering_partitioner
 from linked_artifacts.settings import Settings
-from linked_artifacts.topics import RECORD_MAX_BYTES
-from linked_artifacts.topics import attestations_topic, dead_letter_topic, events_topic
+from linked_artifacts.topics import RECORD_MAX_BYTES, attestations_topic, dead_letter_topic, events_topic
 
 log = logging.getLogger(__name__)
 
