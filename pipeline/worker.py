@@ -135,8 +135,9 @@ class Linker:
             "key_serializer": "raw",
             "value_serializer": "raw",
         }
-        self.source = app.topic(self.events_topic, self.derived_topic_name, **raw)
-        self.derived = app.topic(self.derived_topic_name, **raw)
+        # The consumed topics hand their raw records to the stream without Faust's decode (faust_consumer).
+        self.source = app.topic(self.events_topic, self.derived_topic_name, schema=faust_consumer.RawRecords())
+        self.derived = app.topic(self.derived_topic_name, schema=faust_consumer.RawRecords())
         self.enriched_topic_name = topics.enriched_topic(settings)
         self.enriched = app.topic(self.enriched_topic_name, **raw)
         self.dead = app.topic(topics.dead_letter_topic(settings), **raw)

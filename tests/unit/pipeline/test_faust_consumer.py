@@ -17,7 +17,7 @@ from pipeline import faust_consumer
 @pytest.fixture
 async def app() -> AsyncIterator[faust_consumer.App]:
     app = faust_consumer.App("t-handover", broker="kafka://127.0.0.1:9", store="memory://", stream_buffer_maxsize=2)
-    topic = app.topic("x", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    topic = app.topic("x", schema=faust_consumer.RawRecords())  # as the linker's topics
     topic.__aiter__()  # what a stream does: an iterating channel, subscribed through the conductor
     conductor: Any = app.topics
     await conductor._update_indices()
@@ -72,3 +72,26 @@ async def test_a_suspended_flow_and_other_waits_are_faust_s(app: faust_consumer.
     event.set()
     result = await consumer.wait_first(event.wait(), asyncio.sleep(10))
     assert len(result.done) == 1 and consumer.waited == 1 and consumer.handed_over == 0
+
+
+def test_the_producer_buffer_check_is_faust_s_size_without_its_settings_lookup(app: faust_consumer.App) -> None:
+    consumer = cast(faust_consumer.Consumer, app.consumer)
+    buffer = app.producer.buffer
+    for _ in range(buffer.max_messages + 1):
+        assert consumer._producer_buffer_full() is (buffer.size > buffer.max_messages) is False
+        buffer.pending.put_nowait(cast(Any, None))
+    # Over the bound Faust's hand-over would wait for the buffer to ebb: so no direct hand-over.
+    assert consumer._producer_buffer_full() is (buffer.size > buffer.max_messages) is True
+
+
+async def test_raw_records_reach_the_stream_as_faust_s_raw_decode_gives_them() -> None:
+    app = faust_consumer.App("t-raw", broker="kafka://127.0.0.1:9", store="memory://")
+    ours = app.topic("x", schema=faust_consumer.RawRecords())
+    fausts = app.topic("x", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    for key, value, headers in ((b"sha256:ab", b"\x00\x01avro", [("la-origin", b"w/1")]), (None, None, [])):
+        message = Message("x", 2, 7, 0.0, 0, headers, key, value, None)
+        event, reference = await ours.decode(message, propagate=True), await fausts.decode(message, propagate=True)
+        assert event.message is message and (event.key, event.value) == (key, value)
+        assert (event.key, event.value, event.headers) == (reference.key, reference.value, reference.headers)
+        assert dict(event.headers) == dict(headers)
+        assert type(event) is type(reference)
