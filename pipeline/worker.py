@@ -83,7 +83,14 @@ class SendFailed(Exception):
     def __init__(self, topic: str, key: bytes, size: int, cause: Exception) -> None:
         reason = cause.__cause__ if isinstance(cause, ProducerSendError) and cause.__cause__ else cause
         message = f"Kafka did not take the {size:,}-byte record of {key.decode(errors='replace')} on {topic}: {reason}"
-        if isinstance(reason, MessageSizeTooLargeError):
+        if isinstance(reason, MessageSizeTooLargeError) and size > topics.RECORD_MAX_BYTES:
+            # No setting helps: the key's state outgrew what one record may carry.
+            message += (
+                f". That is more than the {topics.RECORD_MAX_BYTES:,} bytes a record may have here; the key's "
+                "state has outgrown one Kafka record, and restarting folds the same batch again. Its events "
+                "are on the events topic: report the key and its size"
+            )
+        elif isinstance(reason, MessageSizeTooLargeError):
             message += (
                 f". Records of up to {topics.RECORD_MAX_BYTES:,} bytes must fit: raise the topic's "
                 f"max.message.bytes (kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
