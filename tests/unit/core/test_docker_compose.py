@@ -36,6 +36,13 @@ def test_services_wait_for_what_they_depend_on() -> None:
     assert "clickhouse" in services["worker"]["depends_on"]
 
 
+def test_app_services_restart_when_they_fail() -> None:
+    # The worker exits with code 1 on a batch it cannot finish (pipeline.worker.Linker.fail): a restart folds
+    # it again from the last committed offset.
+    for app in ("worker", "connectors"):
+        assert _compose()["services"][app]["restart"] == "on-failure", app
+
+
 def test_app_services_point_at_the_compose_parts() -> None:
     for app in ("worker", "connectors"):
         env = _compose()["services"][app]["environment"]
