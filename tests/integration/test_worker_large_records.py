@@ -36,7 +36,7 @@ from tests.unit.history.builders import Events
 
 pytestmark = pytest.mark.integration
 
-# ~263 bytes per alert in the enriched record: 6,000 alerts make a state of ~1.6 MB.
+# 6,000 alerts make a record of ~2.1 MB (2,134,051 bytes measured), past Faust's default of 1,000,000.
 ALERTS = 6_000
 
 
@@ -48,15 +48,8 @@ async def test_a_state_larger_than_a_megabyte_is_written_and_published(services:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=20)
     await producer.start()
     try:
-        sends = [
-            await producer.send(
-                events_topic(settings),
-                alert(digest, i),
-                key=digest.encode(),
-            )
-            for i in range(ALERTS)
-        ]
-        await asyncio.gather(*sends)
+        topic, key = events_topic(settings), digest.encode()
+        await asyncio.gather(*[await producer.send(topic, alert(digest, i), key=key) for i in range(ALERTS)])
     finally:
         await producer.stop()
 
