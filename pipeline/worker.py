@@ -38,7 +38,7 @@ from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent, DeadLetter
 from linked_artifacts.partitioning import partition_for
 from linked_artifacts.settings import Settings
-from pipeline import batching, faust_consumer
+from pipeline import batching, faust_consumer, table_manager
 from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
@@ -349,6 +349,8 @@ def create_app(
         web_port=port,
         web_in_thread=False,
         Stream=batching.Stream,
+        # Without Faust's fixed second of sleep before the tables register and the consumer subscribes.
+        TableManager=table_manager.TableManager,
     )
     registry = SchemaRegistry(settings.schema_registry_url)
     linker = Linker(app, settings, registry)
