@@ -181,8 +181,9 @@ class Settings(BaseSettings):
     worker_batch_seconds: float = Field(
         default=1.0,
         gt=0,
-        description="Longest a batch keeps filling, from its first record, while more records wait: the "
-        "most a record waits for its batch under a steady stream.",
+        description="Longest a batch keeps filling, from its first record, while more records wait at the "
+        "broker: the most a record waits for its batch under a steady stream. Records already fetched join "
+        "the batch, up to worker_batch_events.",
     )
     worker_batch_check_seconds: float = Field(
         default=0.05,
