@@ -219,6 +219,14 @@ def _linker_gauges(registry: CollectorRegistry, linker: Linker) -> None:
     linker.collections.register(registry)
     Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
     Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
+    largest = Gauge("la_worker_state_bytes_largest", "The largest state the linker wrote since it started, in "
+                    "bytes, and its key (a state only grows; at la_worker_state_bytes_limit its batches fail)",
+                    ["key"], registry=registry)
+    largest.labels(key=linker.sizes.largest_key).set(linker.sizes.largest_bytes)
+    Gauge("la_worker_state_bytes_limit", "The most a state's Kafka record may carry, in bytes",
+          registry=registry).set(linker.sizes.limit)
+    Gauge("la_worker_states_warned", "Keys whose state passed the warning size (logged once each)",
+          registry=registry).set(len(linker.sizes.warned))
     Gauge("la_worker_state_cache_states", "Decoded states the linker keeps between batches",
           registry=registry).set(len(linker.cache))
     Gauge("la_worker_state_cache_evicted", "Decoded states dropped beyond worker_state_cache_states (decoded "

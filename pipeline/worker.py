@@ -45,6 +45,7 @@ from pipeline.offsets import HandledOffsets
 from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
 from pipeline.state import LinkedArtifactState, key_role
 from pipeline.state_cache import StateCache
+from pipeline.state_size import StateSizes
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class Linker:
         table.value_serializer = "raw"
         self.changelog_topic_name: str = table.changelog_topic.get_topic_name()
         self.cache = StateCache(settings.worker_state_cache_states)
+        self.sizes = StateSizes()  # warns of a state growing towards the most a record may carry
         # Keys whose outgoing effects were re-sent since this worker got its partitions (see handle()).
         self.refreshed: set[str] = set()
         self.assigned: set[tuple[str, int]] = set()
@@ -248,6 +250,7 @@ class Linker:
             # A digest's table value is its enriched record, encoded once for both (pipeline.changelog).
             enriched = published.get(key)
             data = table_value(state, enriched=enriched[1] if enriched else None)
+            self.sizes.written(key, len(data))
             self.table.data[key.encode()] = data
             await self._send(self.changelog_topic_name, key.encode(), data, partition=partition)
         # Every state the batch changed is in the table now, so the cache may drop what it holds beyond its bound.

@@ -14,6 +14,7 @@ the next start, once the topic is fixed, folds and publishes it.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -65,6 +66,13 @@ async def test_a_state_larger_than_a_megabyte_is_written_and_published(services:
         assert len(response.json()["alerts"]) == ALERTS
         metrics = (await query.get("/metrics")).text
     assert "la_worker_linker_up 1" in metrics
+    # ... and says how close the state is to the most a record may carry, before it gets there.
+    largest = re.search(rf'la_worker_state_bytes_largest\{{key="{digest}"\}} ([0-9.e+]+)', metrics)
+    assert largest and float(largest.group(1)) > 2_000_000, metrics
+    limit = re.search(r"la_worker_state_bytes_limit ([0-9.e+]+)", metrics)
+    assert limit and float(limit.group(1)) == RECORD_MAX_BYTES
+    log = services.worker.log_file.read_text()
+    assert f"the state of {digest} is " in log and "% of the 8,388,608 bytes a Kafka record may carry" in log
 
     small = "sha256:" + uuid.uuid4().hex + uuid.uuid4().hex
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
