@@ -92,10 +92,15 @@ def worker(no_sink: bool, no_api: bool) -> None:
     Exits with code 1 when a part fails, a batch the linker could not finish included (its log names the
     record and the fix); the next start folds that batch again."""
     from linked_artifacts import log
+    from linked_artifacts.stack.ports import require_free
     from pipeline.worker import run
 
     settings = _settings()
     log.configure(settings, process="worker")
+    if not no_api:
+        # Before Kafka, the registry and ClickHouse are touched: a taken port is the one thing to fix.
+        require_free(settings.http_host, settings.query_port, what="the worker's query API",
+                     setting="LINKED_ARTIFACTS_QUERY_PORT")
     run(settings, with_sink=not no_sink, with_api=not no_api)
 
 
@@ -106,9 +111,12 @@ def connectors() -> None:
     CloudEvents, Kubernetes and scanner reports, each turned into canonical Avro events on Kafka."""
     from connectors.app import run
     from linked_artifacts import log
+    from linked_artifacts.stack.ports import require_free
 
     settings = _settings()
     log.configure(settings, process="connectors")
+    require_free(settings.http_host, settings.connectors_port, what="the connectors",
+                 setting="LINKED_ARTIFACTS_CONNECTORS_PORT")
     run(settings)
 
 
