@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from linked_artifacts import topics
+from linked_artifacts import bootstrap, topics
 from linked_artifacts.errors import StackError
 from tests.conftest import Stack
 
@@ -68,3 +68,16 @@ def test_the_check_names_every_mismatch() -> None:
         {"topic": "b", "error_code": 5, "partitions": []},
     ]
     topics.check_partitions(specs, not_yet)
+
+
+async def test_bootstrap_waits_until_kafka_names_a_group_coordinator(stack: Stack) -> None:
+    # A group nobody has used: Kafka answers for it from its offsets topic, as the worker's consumers will.
+    settings = stack.settings.model_copy(update={"worker_id": f"g{uuid.uuid4().hex[:8]}"})
+    coordinator = await bootstrap.wait_for_group_coordinator(settings, timeout=30)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        brokers = {broker["node_id"] for broker in (await admin.describe_cluster())["brokers"]}
+    finally:
+        await admin.close()
+    assert coordinator in brokers
