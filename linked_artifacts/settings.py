@@ -199,6 +199,17 @@ class Settings(BaseSettings):
         "are decoded again from the table when needed). Bounds the worker's memory beyond the table's bytes, "
         "and the pause of its full garbage collections.",
     )
+    worker_state_max_bytes: int = Field(
+        # 64 KiB under the 8 MiB a record may carry (linked_artifacts.topics.RECORD_MAX_BYTES): room for the
+        # record's key, headers and batch framing.
+        default=8 * 1024 * 1024 - 64 * 1024,
+        ge=1024,
+        le=8 * 1024 * 1024 - 64 * 1024,
+        description="Largest state the worker writes, in bytes. A batch that would grow a key's state past it "
+        "is folded again without that key's records: the key keeps its last state, and from then on its "
+        "events and the facts other keys send it go to the dead-letter topic (reason state_too_large). Its "
+        "events stay in the history. Without this one key's state would stop the worker at every start.",
+    )
     worker_gc_full_seconds: float = Field(
         default=300.0,
         gt=0,

@@ -50,8 +50,13 @@ class BatchResult:
     touched: dict[str, tuple[int, LinkedArtifactState]] = field(default_factory=dict)
     derived: list[Derived] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
+    # Messages produced here for a frozen key (see Processor.frozen): dead-lettered, like its records.
+    refused: list[Derived] = field(default_factory=list)
     events: int = 0
     derived_in: int = 0
+
+
+FROZEN_CODE = "state_too_large"
 
 
 StateLookup = Callable[[str], LinkedArtifactState | None]
@@ -62,6 +67,9 @@ class Processor:
         self.events_topic = events_topic
         self.derived_topic = derived_topic
         self.codec = codec
+        # Keys whose state reached the most the worker writes (settings.worker_state_max_bytes): their records
+        # are set aside as poison, with code FROZEN_CODE, so the key's state stays what it was.
+        self.frozen: set[str] = set()
 
     def decode(self, record: Record) -> ArtifactEvent | Derived:
         if record.topic == self.derived_topic:
@@ -81,6 +89,9 @@ class Processor:
                 key = _key(item)
                 if record.key is not None and record.key.decode(errors="replace") != key:
                     raise MergeError(f"record key {record.key[:80]!r} differs from the event's key {key!r}")
+                if key in self.frozen:  # said once, when it froze: not a warning per record
+                    result.poison.append(Poison(record, frozen_reason(key), FROZEN_CODE))
+                    continue
                 # The delta is where the merge's rules refuse an event: inside the poison guard.
                 entries.append((key, _delta(item), record.partition, isinstance(item, ArtifactEvent)))
             except (DecodeError, MergeError, ValueError) as exc:
@@ -91,8 +102,16 @@ class Processor:
 
     def process_messages(self, messages: list[tuple[Derived, int]], lookup: StateLookup) -> BatchResult:
         """Fold derived messages produced here (each with its target's partition) into their states."""
-        entries = [(m.target_key, _delta(m), partition, False) for m, partition in messages]
-        return _fold(entries, lookup, BatchResult())
+        result = BatchResult()
+        result.refused = [m for m, _ in messages if m.target_key in self.frozen]
+        entries = [(m.target_key, _delta(m), partition, False) for m, partition in messages
+                   if m.target_key not in self.frozen]
+        return _fold(entries, lookup, result)
+
+
+def frozen_reason(key: str) -> str:
+    return (f"the state of {key} reached worker_state_max_bytes: the key takes nothing more (its events stay "
+            "in the history)")
 
 
 # key, the one-item state, the key's partition, and whether it is an event (else a derived message)
@@ -144,6 +163,7 @@ class Outcome:
     touched: dict[str, tuple[int, LinkedArtifactState]] = field(default_factory=dict)
     fresh: set[str] = field(default_factory=set)  # keys touched for the first time since assignment
     remote: list[Derived] = field(default_factory=list)  # messages for keys another worker owns
+    refused: list[Derived] = field(default_factory=list)  # messages for frozen keys owned here
     applied_locally: int = 0
 
 
@@ -197,5 +217,6 @@ def exchange(
         if not local:
             break
         result = processor.process_messages(local, lookup)
-        outcome.applied_locally += len(local)
+        outcome.refused.extend(result.refused)
+        outcome.applied_locally += len(local) - len(result.refused)
     return outcome

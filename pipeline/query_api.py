@@ -220,13 +220,17 @@ def _linker_gauges(registry: CollectorRegistry, linker: Linker) -> None:
     Gauge("la_worker_records_processed", "Records the linker processed", registry=registry).set(linker.processed)
     Gauge("la_worker_states_published", "Linked states published", registry=registry).set(linker.published)
     largest = Gauge("la_worker_state_bytes_largest", "The largest state the linker wrote since it started, in "
-                    "bytes, and its key (a state only grows; at la_worker_state_bytes_limit its batches fail)",
+                    "bytes, and its key (a state only grows; at la_worker_state_bytes_limit its key takes "
+                    "nothing more)",
                     ["key"], registry=registry)
     largest.labels(key=linker.sizes.largest_key).set(linker.sizes.largest_bytes)
-    Gauge("la_worker_state_bytes_limit", "The most a state's Kafka record may carry, in bytes",
+    Gauge("la_worker_state_bytes_limit", "The most a state may have, in bytes (worker_state_max_bytes)",
           registry=registry).set(linker.sizes.limit)
     Gauge("la_worker_states_warned", "Keys whose state passed the warning size (logged once each)",
           registry=registry).set(len(linker.sizes.warned))
+    Gauge("la_worker_states_frozen", "Keys whose state reached worker_state_max_bytes: they take nothing more, "
+          "and their events go to the dead-letter topic (state_too_large)",
+          registry=registry).set(len(linker.processor.frozen))
     Gauge("la_worker_state_cache_states", "Decoded states the linker keeps between batches",
           registry=registry).set(len(linker.cache))
     Gauge("la_worker_state_cache_evicted", "Decoded states dropped beyond worker_state_cache_states (decoded "

@@ -42,7 +42,7 @@ from pipeline import batching, faust_consumer, table_manager
 from pipeline.changelog import read_state, table_value
 from pipeline.enriched import StateEncoder
 from pipeline.offsets import HandledOffsets
-from pipeline.processor import BatchResult, Outcome, Processor, Record, exchange
+from pipeline.processor import FROZEN_CODE, BatchResult, Outcome, Processor, Record, exchange, frozen_reason
 from pipeline.state import LinkedArtifactState, key_role
 from pipeline.state_cache import StateCache
 from pipeline.state_size import StateSizes
@@ -165,7 +165,7 @@ class Linker:
         table.value_serializer = "raw"
         self.changelog_topic_name: str = table.changelog_topic.get_topic_name()
         self.cache = StateCache(settings.worker_state_cache_states)
-        self.sizes = StateSizes()  # warns of a state growing towards the most a record may carry
+        self.sizes = StateSizes(limit=settings.worker_state_max_bytes)  # warns of a state nearing the most
         # Keys whose outgoing effects were re-sent since this worker got its partitions (see handle()).
         self.refreshed: set[str] = set()
         self.assigned: set[tuple[str, int]] = set()
@@ -238,18 +238,35 @@ class Linker:
         """
         self.batches += 1
         self._headers = [("la-origin", f"{self.origin}/{self.batches}".encode())]
-        batch = self.processor.process(records, self.lookup)
-        outcome = self._exchange(batch)
-        published = {
-            key: (partition, self.enriched_encoder.encode(state))
-            for key, (partition, state) in outcome.touched.items()
-            if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
-        }
+        refreshed = set(self.refreshed)
+        while True:
+            batch = self.processor.process(records, self.lookup)
+            outcome = self._exchange(batch)
+            published = {
+                key: (partition, self.enriched_encoder.encode(state))
+                for key, (partition, state) in outcome.touched.items()
+                if key_role(key) == "digest" and (key in outcome.changed or key in outcome.fresh)
+            }
+            values: dict[str, tuple[int, bytes]] = {}
+            for key, (partition, state) in outcome.changed.items():
+                # A digest's table value is its enriched record, encoded once for both (pipeline.changelog).
+                enriched = published.get(key)
+                values[key] = (partition, table_value(state, enriched=enriched[1] if enriched else None))
+            too_large = {key: len(data) for key, (_, data) in values.items()
+                         if len(data) > self.settings.worker_state_max_bytes}
+            if not too_large:
+                break
+            # Past the cap (at the default, Kafka would refuse the record, at every start): the key keeps its
+            # last state, and the batch is folded again with its records set aside. Nothing was written yet;
+            # what the fold cached and the keys it refreshed are undone (cached states are read again from the
+            # table). Each round freezes at least one more key, so this ends.
+            self._freeze(too_large)
+            self.cache.clear()
+            self.refreshed.clear()
+            self.refreshed.update(refreshed)
+            self.applied_locally -= outcome.applied_locally
         self.last_written = len(outcome.changed)
-        for key, (partition, state) in outcome.changed.items():
-            # A digest's table value is its enriched record, encoded once for both (pipeline.changelog).
-            enriched = published.get(key)
-            data = table_value(state, enriched=enriched[1] if enriched else None)
+        for key, (partition, data) in values.items():
             self.sizes.written(key, len(data))
             self.table.data[key.encode()] = data
             await self._send(self.changelog_topic_name, key.encode(), data, partition=partition)
@@ -273,8 +290,8 @@ class Linker:
                 await delivery
             except Exception as exc:
                 raise SendFailed(topic, record_key, size, exc) from exc
-        for poison in batch.poison:
-            letter = DeadLetter(
+        letters = [
+            DeadLetter(
                 dead_letter_id=f"{poison.record.topic}:{poison.record.partition}:{poison.record.offset}",
                 stage="worker",
                 endpoint=poison.record.topic,
@@ -283,11 +300,40 @@ class Linker:
                 body=poison.record.value,
                 received_at=datetime.now(tz=UTC),
             )
+            for poison in batch.poison
+        ]
+        letters += [
+            DeadLetter(
+                # A message applied here never had an offset: named by what it carries instead.
+                dead_letter_id=f"{self.derived_topic_name}:{message.origin_key}:{message.origin_version}"
+                f"->{message.target_key}",
+                stage="worker",
+                endpoint=self.derived_topic_name,
+                reason=frozen_reason(message.target_key),
+                error_code=FROZEN_CODE,
+                body=message.model_dump_json().encode(),
+                received_at=datetime.now(tz=UTC),
+            )
+            for message in outcome.refused
+        ]
+        for letter in letters:
             await self.dead.send(
                 key=letter.dead_letter_id.encode(), value=self.dead_codec.encode(letter), headers=self._headers
             )
         self.processed += len(records)
         return batch
+
+    def _freeze(self, too_large: dict[str, int]) -> None:
+        for key, size in too_large.items():
+            log.error(
+                "the state of %s would be %s bytes, more than worker_state_max_bytes (%s): the key keeps its last "
+                "state and takes nothing more in this process; its events and the facts other keys send it go to "
+                "the dead-letter topic (error_code %s), and its events stay in the history. Look at what keeps "
+                "sending events for this key (SELECT source, kind, count() FROM events WHERE key = '%s' GROUP BY "
+                "ALL)",
+                key, f"{size:,}", f"{self.settings.worker_state_max_bytes:,}", FROZEN_CODE, key,
+            )
+        self.processor.frozen.update(too_large)
 
     async def _send(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> None:
         """Straight to the producer: Faust's ``Topic.send`` wraps each record in futures, callbacks and a

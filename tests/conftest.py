@@ -202,6 +202,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "WORKER_ID": settings.worker_id,
         "SINK_FLUSH_SECONDS": str(settings.sink_flush_seconds),
         "WORKER_STATE_CACHE_STATES": str(settings.worker_state_cache_states),
+        "WORKER_STATE_MAX_BYTES": str(settings.worker_state_max_bytes),
         "LOG_LEVEL": "INFO",
     }
     if settings.clickhouse_url:

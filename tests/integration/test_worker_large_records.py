@@ -22,14 +22,14 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.settings import Settings
-from linked_artifacts.topics import RECORD_MAX_BYTES, enriched_topic, events_topic
+from linked_artifacts.topics import RECORD_MAX_BYTES, dead_letter_topic, enriched_topic, events_topic
 from pipeline.state import LinkedArtifactState
 from tests.conftest import Services, Stack, free_port, start_service
 from tests.integration.test_connectors_kafka import codecs, read_topic
@@ -70,9 +70,9 @@ async def test_a_state_larger_than_a_megabyte_is_written_and_published(services:
     largest = re.search(rf'la_worker_state_bytes_largest\{{key="{digest}"\}} ([0-9.e+]+)', metrics)
     assert largest and float(largest.group(1)) > 2_000_000, metrics
     limit = re.search(r"la_worker_state_bytes_limit ([0-9.e+]+)", metrics)
-    assert limit and float(limit.group(1)) == RECORD_MAX_BYTES
+    assert limit and float(limit.group(1)) == settings.worker_state_max_bytes
     log = services.worker.log_file.read_text()
-    assert f"the state of {digest} is " in log and "% of the 8,388,608 bytes a Kafka record may carry" in log
+    assert f"the state of {digest} is " in log and "% of the 8,323,072 bytes a state may have here" in log
 
     small = "sha256:" + uuid.uuid4().hex + uuid.uuid4().hex
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
@@ -144,6 +144,87 @@ async def test_a_send_kafka_refuses_stops_the_worker_and_a_restart_publishes_the
         await _published(settings, digest, alerts=20)
     finally:
         worker.stop()
+
+
+async def test_a_state_past_worker_state_max_bytes_freezes_its_key_and_the_worker_goes_on(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # 20,000 bytes is ~75 alerts; the limit stands in for the 8 MiB a record may carry.
+    settings = stack.settings.model_copy(
+        update={
+            "data_dir": tmp_path_factory.mktemp("frozen"),
+            "query_port": free_port(),
+            "topic_prefix": f"frozen-{uuid.uuid4().hex[:6]}.",
+            "worker_id": f"frozen-{uuid.uuid4().hex[:6]}",
+            "worker_state_max_bytes": 20_000,
+        }
+    )
+    worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)
+    try:
+        events_codec, dead_codec = codecs(settings)
+        alert = _alerts(events_codec)
+        digest, other = ("sha256:" + uuid.uuid4().hex + uuid.uuid4().hex for _ in range(2))
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=20)
+        await producer.start()
+        try:
+            topic, key = events_topic(settings), digest.encode()
+            await asyncio.gather(*[await producer.send(topic, alert(digest, i), key=key) for i in range(20)])
+            await _published(settings, digest, alerts=20)
+            await asyncio.gather(*[await producer.send(topic, alert(digest, i), key=key) for i in range(20, 120)])
+            await producer.send_and_wait(topic, alert(other, 0), key=other.encode())
+        finally:
+            await producer.stop()
+
+        # Every event of the digest is in its state or on the dead-letter topic: nothing is lost, and the state
+        # stays within the limit. Batches decide where the cut falls, so the split is not fixed.
+        token = stack.settings.secret("query_token") or ""
+        deadline = time.monotonic() + 120
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.query_port}",
+                                     headers={"Authorization": f"Bearer {token}"}) as query:
+            while True:
+                state = (await query.get(f"/v1/state/{digest}")).json()
+                # The i-th alert: CVE-2026-(10000 + i) in the state, event id large-<run>-i on the dead-letter topic.
+                kept = {int(a["vulnerability_id"].rsplit("-", 1)[1]) - 10_000 for a in state.get("alerts", [])}
+                refused = await _refused(settings, dead_codec, events_codec, digest)
+                if len(kept) + len(refused) >= 120 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(1)
+            assert not kept & refused and len(kept | refused) == 120, (len(kept), len(refused))
+            assert 20 <= len(kept) < 120
+            assert (await query.get(f"/v1/state/{other}")).status_code == 200  # the worker went on
+            metrics = (await query.get("/metrics")).text
+        assert "la_worker_states_frozen 1.0" in metrics
+        assert worker.alive()  # still running: no crash loop
+        log = worker.log_file.read_text()
+        assert f"the state of {digest} would be " in log and "more than worker_state_max_bytes (20,000)" in log
+    finally:
+        worker.stop()
+
+
+async def _refused(
+    settings: Settings, dead_codec: AvroCodec[Any], events_codec: AvroCodec[Any], digest: str
+) -> set[int]:
+    """Which of the digest's alerts (``i``) are on the dead-letter topic as state_too_large, read to its end."""
+    topic = dead_letter_topic(settings)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: set[int] = set()
+    try:
+        (end,) = (await consumer.end_offsets([TopicPartition(topic, 0)])).values()  # the topic has one partition
+        read, deadline = 0, time.monotonic() + 30
+        while read < end and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                read += len(records)
+                for record in records:
+                    letter = dead_codec.decode(record.value)
+                    if letter.error_code == "state_too_large":
+                        event = events_codec.decode(letter.body)
+                        if event.key == digest:
+                            found.add(int(event.event_id.rsplit("-", 1)[1]))
+    finally:
+        await consumer.stop()
+    return found
 
 
 def _alerts(codec: AvroCodec[Any]) -> Callable[[str, int], bytes]:

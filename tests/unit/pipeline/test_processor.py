@@ -9,7 +9,7 @@ import fastavro
 from linked_artifacts import avro_schema
 from linked_artifacts.avro import AvroCodec, SchemaRegistry
 from linked_artifacts.events import ArtifactEvent
-from pipeline.processor import Processor, Record, exchange
+from pipeline.processor import FROZEN_CODE, Processor, Record, exchange
 from pipeline.state import LinkedArtifactState
 from tests.unit.pipeline.factory import AMD64, INDEX, OTHER, alert, deployment, link, storage
 
@@ -131,3 +131,32 @@ def test_messages_for_keys_owned_here_are_applied_in_process_with_the_same_resul
     # The platform sees the index's deployment, ended by OTHER taking the slot; the index sees the alert.
     assert {d.kind for d in in_process[AMD64].inherited} == {"linked-context"}
     assert {d.kind for d in in_process[INDEX].inherited} >= {"linked-context", "slot-holder"}
+
+
+def test_records_of_a_frozen_key_are_set_aside_and_its_state_stays_while_other_keys_fold() -> None:
+    processor, codec = _processor()
+    big, small = "sha256:" + "c" * 64, "sha256:" + "d" * 64
+    stored = processor.process([_record(codec, storage("s0", big, minute=0), 0)], lambda k: None).states[big][1]
+    processor.frozen.add(big)  # the linker found its next state too large to write
+    events = [storage("s1", big, minute=1), storage("s2", small, minute=2)]
+    records = [_record(codec, e, i) for i, e in enumerate(events)]
+    result = processor.process(records, {big: stored}.get)
+    assert list(result.states) == [small]  # the frozen key is neither changed nor touched
+    assert big not in result.touched
+    (poison,) = result.poison
+    assert poison.record.offset == 0 and poison.code == FROZEN_CODE
+    assert big in poison.reason and "worker_state_max_bytes" in poison.reason
+
+
+def test_messages_produced_here_for_a_frozen_key_are_refused_for_the_dead_letter_topic() -> None:
+    processor, codec = _processor()
+    processor.frozen.add(AMD64)
+    states: dict[str, LinkedArtifactState] = {}
+    batch = processor.process([_record(codec, link("l1", INDEX, platform_digest=AMD64, minute=1), 0)], states.get)
+    outcome = exchange(
+        processor, batch, states.get, remember=states.__setitem__, refreshed=set(),
+        local_partition=lambda key: 0, max_rounds=50,
+    )
+    assert outcome.refused and {m.target_key for m in outcome.refused} == {AMD64}
+    assert AMD64 not in outcome.changed and INDEX in outcome.changed
+    assert outcome.applied_locally == 0  # a refused message was not applied
