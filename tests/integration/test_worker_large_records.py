@@ -94,14 +94,7 @@ async def test_a_state_larger_than_a_megabyte_is_written_and_published(services:
 async def test_a_send_kafka_refuses_stops_the_worker_and_a_restart_publishes_the_batch(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    settings = stack.settings.model_copy(
-        update={
-            "data_dir": tmp_path_factory.mktemp("refused"),
-            "query_port": free_port(),
-            "topic_prefix": f"refused-{uuid.uuid4().hex[:6]}.",
-            "worker_id": f"refused-{uuid.uuid4().hex[:6]}",
-        }
-    )
+    settings = _own_worker(stack, tmp_path_factory, "refused")
     # The enriched topic exists before the worker starts, made by hand with records of at most 2 KB.
     enriched = enriched_topic(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
@@ -149,16 +142,8 @@ async def test_a_send_kafka_refuses_stops_the_worker_and_a_restart_publishes_the
 async def test_a_state_past_worker_state_max_bytes_freezes_its_key_and_the_worker_goes_on(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # 20,000 bytes is ~75 alerts; the limit stands in for the 8 MiB a record may carry.
-    settings = stack.settings.model_copy(
-        update={
-            "data_dir": tmp_path_factory.mktemp("frozen"),
-            "query_port": free_port(),
-            "topic_prefix": f"frozen-{uuid.uuid4().hex[:6]}.",
-            "worker_id": f"frozen-{uuid.uuid4().hex[:6]}",
-            "worker_state_max_bytes": 20_000,
-        }
-    )
+    # 20,000 bytes is ~56 alerts (~353 bytes each); the limit stands in for the default's 8 MiB less 64 KiB.
+    settings = _own_worker(stack, tmp_path_factory, "frozen", worker_state_max_bytes=20_000)
     worker = start_service(settings, "worker", ready_path="/healthz", port=settings.query_port)
     try:
         events_codec, dead_codec = codecs(settings)
@@ -199,6 +184,19 @@ async def test_a_state_past_worker_state_max_bytes_freezes_its_key_and_the_worke
         assert f"the state of {digest} would be " in log and "more than worker_state_max_bytes (20,000)" in log
     finally:
         worker.stop()
+
+
+def _own_worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory, name: str, **more: Any) -> Settings:
+    """Settings for a worker of the test's own: its data, port, topics and consumer groups."""
+    return stack.settings.model_copy(
+        update={
+            "data_dir": tmp_path_factory.mktemp(name),
+            "query_port": free_port(),
+            "topic_prefix": f"{name}-{uuid.uuid4().hex[:6]}.",
+            "worker_id": f"{name}-{uuid.uuid4().hex[:6]}",
+            **more,
+        }
+    )
 
 
 async def _refused(
