@@ -197,6 +197,11 @@ def _reap_previous_children(settings: Settings, say: Say) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # Killed is not gone yet: its ports and the data directory are free only once the process is.
+    deadline = time.monotonic() + 10
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if Path(f"/proc/{p}").exists()]
     path.unlink(missing_ok=True)
 
 

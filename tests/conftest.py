@@ -12,6 +12,7 @@ The stack starts only when a test asks for it, so `pytest tests/unit` needs no J
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -26,24 +27,51 @@ from linked_artifacts import bootstrap
 from linked_artifacts.settings import Settings, ensure_secrets
 from linked_artifacts.stack.local import Infrastructure
 
+# Ports handed out in this session: a port chosen but not bound yet is not handed out twice.
+_HANDED_OUT: set[int] = set()
+# Above the project's defaults (18000-19093), below the kernel's ephemeral range (see free_port).
+_PORTS_FROM = 20_000
 
-def free_port() -> int:
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, pair: bool = False) -> int:
+    """A free port below the kernel's ephemeral range (with ``pair``, p+1 free too).
+
+    Port 0 would hand out an ephemeral port, one the kernel also gives outgoing connections. A service
+    restarted on its port then found it taken by some process's connection: the registry's management port
+    did, once, in tests/fault/test_up_restart.py."""
+    last = _ephemeral_start() - 2
+    if last <= _PORTS_FROM:
+        raise RuntimeError(f"no room for test ports below the ephemeral range (starts at {last + 2})")
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(_PORTS_FROM, last)
+        wanted = (port, port + 1) if pair else (port,)
+        if any(p in _HANDED_OUT or not _bindable(p) for p in wanted):
+            continue
+        _HANDED_OUT.update(wanted)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def free_port_pair() -> int:
     """A port p with p+1 also free (the registry's management interface uses p+1)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
+    return free_port(pair=True)
 
 
 def docker_available() -> bool:
