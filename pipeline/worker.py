@@ -238,7 +238,6 @@ class Linker:
         """
         self.batches += 1
         self._headers = [("la-origin", f"{self.origin}/{self.batches}".encode())]
-        refreshed = set(self.refreshed)
         while True:
             batch = self.processor.process(records, self.lookup)
             outcome = self._exchange(batch)
@@ -262,8 +261,7 @@ class Linker:
             # table). Each round freezes at least one more key, so this ends.
             self._freeze(too_large)
             self.cache.clear()
-            self.refreshed.clear()
-            self.refreshed.update(refreshed)
+            self.refreshed -= outcome.fresh  # exactly the keys this fold marked (no copy on every batch)
             self.applied_locally -= outcome.applied_locally
         self.last_written = len(outcome.changed)
         for key, (partition, data) in values.items():
